@@ -1,0 +1,415 @@
+"""Train a stateful character-level LSTM on a folder of text.
+
+Reads <data-dir>/train.txt and <data-dir>/validate.txt (UTF-8, one sample per
+line), trains Embedding -> LSTM -> softmax, and writes into --checkpoint-dir
+the best model so far (model-epochNNN-valX.XXXX.keras), settings.json (the
+resolved flags and the command line), vocab.json, history.json (loss and
+val_loss per epoch) and TensorBoard logs under logs/. Progress goes to
+stderr.
+
+    python train.py --checkpoint-dir checkpoints/tiny --rnn-size 64 \\
+        --num-epochs 1
+    python train.py --data-dir data/fortunes-split \\
+        --checkpoint-dir checkpoints/base --num-epochs 10
+    python train.py --checkpoint-dir checkpoints/base --restore \\
+        --learning-rate 0.0005 --num-epochs 5
+"""
+
+import argparse
+import math
+import os
+import random
+import sys
+import time
+
+import utils
+from utils import log
+
+# NOTE: TensorFlow is imported inside train() so that bad flags and bad files
+# are reported in a fraction of a second, before it loads.
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULTS = {
+    "data_dir": os.path.join(HERE, "data", "fortunes-split"),
+    "num_layers": 1, "rnn_size": 512, "embedding_size": 64,
+    "batch_size": 128, "seq_len": 32, "drop_rate": 0.05,
+    "learning_rate": None, "clip_norm": 5.0, "optimizer": "rmsprop",
+    "num_epochs": 10, "patience": 3, "min_delta": 0.01,
+    "random_seed": None, "vocab": "fixed", "max_vocab_size": 256,
+    "max_bytes_in_ram": 64 * 2**20,
+}
+# Settings a restored run takes from its checkpoint; a flag that contradicts
+# one of them is refused because the saved weights or vocabulary depend on it.
+FIXED_ON_RESTORE = ("num_layers", "rnn_size", "embedding_size", "batch_size",
+                    "seq_len", "drop_rate", "optimizer", "clip_norm", "vocab",
+                    "max_vocab_size")
+OPTIMIZER_NAMES = ("sgd", "rmsprop", "adagrad", "adadelta", "adam")
+SETTINGS_FILE = "settings.json"
+HISTORY_FILE = "history.json"
+RUN_FILES = (SETTINGS_FILE, HISTORY_FILE, utils.VOCAB_FILE)
+
+
+class LossDiverged(FloatingPointError):
+    """Training stopped because the loss became NaN or infinite."""
+
+
+# ----------------------------------------------------------------- checks --
+
+def positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value}: must be a positive "
+                                         "integer")
+    return value
+
+
+def drop_rate_value(text):
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be in [0, 1)")
+    return value
+
+
+def non_negative_float(text):
+    value = float(text)
+    if not value >= 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"{value}: must be >= 0")
+    return value
+
+
+def positive_float(text):
+    value = float(text)
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"{value}: must be > 0")
+    return value
+
+
+def check_params(params):
+    """Raise ValueError on values argparse would have refused (train() is
+    also called with plain dicts, by the search script and the tests)."""
+    checks = {positive_int: ("num_layers", "rnn_size", "embedding_size",
+                             "batch_size", "seq_len", "num_epochs",
+                             "max_vocab_size", "max_bytes_in_ram"),
+              drop_rate_value: ("drop_rate",),
+              non_negative_float: ("clip_norm", "min_delta", "patience")}
+    for check, names in checks.items():
+        for name in names:
+            try:
+                check(str(params[name]))
+            except (argparse.ArgumentTypeError, ValueError) as e:
+                raise ValueError(f"{name} {params[name]!r}: {e}") from None
+    if params["learning_rate"] is not None:
+        try:
+            positive_float(str(params["learning_rate"]))
+        except (argparse.ArgumentTypeError, ValueError):
+            raise ValueError(f"learning_rate {params['learning_rate']!r}: "
+                             "must be > 0") from None
+    if params["optimizer"] not in OPTIMIZER_NAMES:
+        raise ValueError(f"optimizer {params['optimizer']!r}: use one of "
+                         f"{', '.join(OPTIMIZER_NAMES)}")
+    if params["vocab"] not in utils.VOCAB_KINDS:
+        raise ValueError(f"vocab {params['vocab']!r}: use one of "
+                         f"{', '.join(utils.VOCAB_KINDS)}")
+
+
+def check_text_file(path, name):
+    if not os.path.isfile(path):
+        raise ValueError(f"{name} file {path} not found: point --data-dir at "
+                         "a folder holding train.txt and validate.txt (make "
+                         "one with prepare_data.py)")
+    stats = utils.scan_text(path)
+    if stats.num_chars == 0:
+        raise ValueError(f"{name} file {path} is empty: add text to it")
+    return stats
+
+
+def check_checkpoint_dir(folder, restore):
+    """Refuse to overwrite a run, and to restore from anything but one."""
+    exists = os.path.isdir(folder)
+    if os.path.exists(folder) and not exists:
+        raise ValueError(f"checkpoint dir {folder} is a file: choose a "
+                         "folder for --checkpoint-dir")
+    if restore:
+        if not exists or not os.path.isfile(os.path.join(folder,
+                                                         SETTINGS_FILE)):
+            raise ValueError(f"--restore: {folder} holds no run (no "
+                             f"{SETTINGS_FILE}); train into it without "
+                             "--restore first")
+        return
+    if exists and os.listdir(folder):
+        what = "a run" if _holds_run_files(folder) else "other files"
+        raise ValueError(f"checkpoint dir {folder} already holds {what}: "
+                         "pass --restore to continue it, or choose a new "
+                         "--checkpoint-dir")
+
+
+def _holds_run_files(folder):
+    names = os.listdir(folder)
+    return (any(f in names for f in RUN_FILES)
+            or any(n.startswith("model-epoch") for n in names))
+
+
+# -------------------------------------------------------------- settings --
+
+def resolve_restore(params, saved):
+    """Take shape settings from the saved run; refuse contradicting ones.
+
+    params holds None for every flag the user did not give.
+    """
+    for name in FIXED_ON_RESTORE:
+        if params.get(name) is None:
+            params[name] = saved[name]
+        elif params[name] != saved[name]:
+            raise ValueError(
+                f"--{name.replace('_', '-')} {params[name]} contradicts the "
+                f"checkpoint's {saved[name]}: drop the flag, or train a new "
+                "run in another --checkpoint-dir")
+    if params.get("random_seed") is None:
+        params["random_seed"] = saved.get("random_seed")
+    return params
+
+
+def fill_defaults(params):
+    for name, value in DEFAULTS.items():
+        if params.get(name) is None:
+            params[name] = value
+    if params["random_seed"] is None:
+        params["random_seed"] = random.randrange(2**31)
+    return params
+
+
+# ------------------------------------------------------------------ train --
+
+def prepare_run(params, train_text_path, val_text_path):
+    """Every check that needs no TensorFlow. Returns (params, vocab,
+    train_stats, val_stats, saved_history) with params fully resolved."""
+    params = dict(params)
+    folder = params["checkpoint_dir"]
+    restore = bool(params.get("restore"))
+    check_checkpoint_dir(folder, restore)
+    history = None
+    if restore:
+        params = resolve_restore(params, read_run_file(folder, SETTINGS_FILE))
+        history = read_run_file(folder, HISTORY_FILE)
+        if utils.find_checkpoint(folder) is None:
+            raise ValueError(f"--restore: {folder} holds no checkpoint yet "
+                             "(its run stopped before a first epoch ended); "
+                             "start again in a new --checkpoint-dir")
+    params = fill_defaults(params)
+    check_params(params)
+    train_stats = check_text_file(train_text_path, "training")
+    val_stats = check_text_file(val_text_path, "validation")
+    for stats, name in ((train_stats, "training"), (val_stats, "validation")):
+        utils.check_text_fits(stats, params["batch_size"], params["seq_len"],
+                              name)
+    if restore:
+        vocab = utils.load_vocabulary(folder)
+    else:
+        vocab = utils.build_vocabulary(params["vocab"],
+                                       train_stats.char_counts,
+                                       params["max_vocab_size"])
+    return params, vocab, train_stats, val_stats, history
+
+
+def read_run_file(folder, name):
+    path = os.path.join(folder, name)
+    try:
+        return utils.read_json(path)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--restore: cannot read {path} ({e}); it is not "
+                         "a run folder of this toolkit") from None
+
+
+def train(params, train_text_path, val_text_path):
+    """Train (or, with params["restore"], continue) one run.
+
+    params: dict with "checkpoint_dir" and any of DEFAULTS' keys (missing
+    ones take the defaults; on restore, from the saved run). Returns
+    (model, loss, val_loss, num_epochs): the trained Keras model, the
+    training loss and val_loss of the best epoch, and the epochs run by this
+    call. Raises ValueError on bad input, LossDiverged on a NaN loss (the best
+    checkpoint is kept).
+    """
+    params, vocab, train_stats, val_stats, history = prepare_run(
+        params, train_text_path, val_text_path)
+    folder = params["checkpoint_dir"]
+    import keras
+    import model
+
+    # Run folder: settings, vocabulary, history
+    os.makedirs(folder, exist_ok=True)
+    if history is None:
+        history = {"epochs": [], "best_val_loss": None, "best_epoch": None}
+        write_settings(folder, params, train_text_path, val_text_path)
+        utils.save_vocabulary(folder, vocab)
+    keras.utils.set_random_seed(params["random_seed"])
+
+    # Model: a new one, or the best checkpoint with its optimizer state
+    if params.get("restore"):
+        path, _, _ = utils.find_checkpoint(folder)
+        net = model.load_checkpoint(path)
+        if params.get("learning_rate") is not None:
+            net.optimizer.learning_rate.assign(params["learning_rate"])
+    else:
+        net = model.build_model(
+            vocab.size, params["batch_size"], params["seq_len"],
+            params["num_layers"], params["rnn_size"],
+            params["embedding_size"], params["drop_rate"])
+        model.compile_model(net, params["optimizer"], params["learning_rate"],
+                            params["clip_norm"])
+
+    # Data: endless generators, one epoch every steps_per_epoch batches
+    steps = utils.steps_per_epoch(train_stats.num_chars, params["batch_size"],
+                                  params["seq_len"])
+    val_steps = utils.steps_per_epoch(val_stats.num_chars,
+                                      params["batch_size"], params["seq_len"])
+    train_data = make_dataset(train_text_path, train_stats, vocab, params)
+    val_data = make_dataset(val_text_path, val_stats, vocab, params)
+    log_summary(params, vocab, train_stats, val_stats, net, steps, val_steps)
+
+    # Fit
+    initial_epoch = len(history["epochs"])
+    callbacks, recorder = model.make_callbacks(folder, params, history,
+                                               steps, val_steps)
+    net.fit(train_data, steps_per_epoch=steps, validation_data=val_data,
+            validation_steps=val_steps, initial_epoch=initial_epoch,
+            epochs=initial_epoch + params["num_epochs"], shuffle=False,
+            verbose=0,
+            callbacks=callbacks)
+
+    # Summary
+    if recorder.diverged:
+        raise LossDiverged(recorder.diverged)
+    best = min((e for e in history["epochs"] if e["val_loss"] is not None),
+               key=lambda e: e["val_loss"], default=None)
+    epochs_run = len(history["epochs"]) - initial_epoch
+    if best is None:
+        return net, float("nan"), float("nan"), epochs_run
+    return net, best["loss"], best["val_loss"], epochs_run
+
+
+def make_dataset(path, stats, vocab, params):
+    """tf.data pipeline over io_batch_generator yielding (x, y) int32
+    batches of shape (batch_size, seq_len), forever."""
+    import tensorflow as tf
+
+    shape = (params["batch_size"], params["seq_len"])
+
+    def batches():
+        for x, y, _ in utils.io_batch_generator(
+                path, *shape, params["max_bytes_in_ram"], vocab, stats):
+            yield x, y
+
+    spec = tf.TensorSpec(shape, tf.int32)
+    data = tf.data.Dataset.from_generator(batches,
+                                          output_signature=(spec, spec))
+    # NOTE: autotuned prefetch made fit() hang idle for seconds after its
+    # last step in about half the runs; a fixed depth does not.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return data.prefetch(4).with_options(options)
+
+
+def write_settings(folder, params, train_text_path, val_text_path):
+    settings = {k: v for k, v in params.items() if k != "restore"}
+    settings["train_text_path"] = os.path.abspath(train_text_path)
+    settings["val_text_path"] = os.path.abspath(val_text_path)
+    settings["command_line"] = sys.argv
+    utils.atomic_write_json(os.path.join(folder, SETTINGS_FILE), settings)
+
+
+def log_summary(params, vocab, train_stats, val_stats, net, steps,
+                val_steps):
+    unknown = vocab.count_unknown(train_stats.char_counts)
+    chars_per_step = params["batch_size"] * params["seq_len"]
+    log(f"training text: {train_stats.num_chars:,} characters, "
+        f"{unknown:,} unknown to the vocabulary "
+        f"({100 * unknown / train_stats.num_chars:.2f}%)")
+    log(f"validation text: {val_stats.num_chars:,} characters")
+    log(f"vocabulary: {vocab.size:,} symbols ({vocab.kind}); "
+        f"parameters: {net.count_params():,}")
+    log(f"steps per epoch: {steps:,} training, {val_steps:,} validation "
+        f"({chars_per_step:,} characters each); unused tail: "
+        f"{train_stats.num_chars - 1 - steps * chars_per_step:,} characters")
+    log(f"writing to {params['checkpoint_dir']}")
+
+
+# ------------------------------------------------------------ entry point --
+
+def create_parser():
+    p = argparse.ArgumentParser(
+        description="Train a stateful character-level LSTM.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        argument_default=None)
+    g = p.add_argument_group("data")
+    g.add_argument("--data-dir", help="folder holding train.txt and "
+                   f"validate.txt (default: {DEFAULTS['data_dir']})")
+    g.add_argument("--vocab", choices=utils.VOCAB_KINDS,
+                   help="'fixed': printable ASCII, so a model can be "
+                   "fine-tuned on any text; 'corpus': the most frequent "
+                   "characters of train.txt, emoji included "
+                   f"(default: {DEFAULTS['vocab']})")
+    g.add_argument("--max-vocab-size", type=positive_int, help="cap for "
+                   f"--vocab corpus (default: {DEFAULTS['max_vocab_size']})")
+    g.add_argument("--max-bytes-in-ram", type=positive_int, help="text held "
+                   "in memory at once, in bytes (default: "
+                   f"{DEFAULTS['max_bytes_in_ram']:,})")
+    g = p.add_argument_group("model")
+    for name, text in (("num_layers", "LSTM layers"),
+                       ("rnn_size", "units per LSTM layer"),
+                       ("embedding_size", "size of the character embedding"),
+                       ("batch_size", "sequences trained in parallel"),
+                       ("seq_len", "characters per sequence (BPTT length)")):
+        g.add_argument("--" + name.replace("_", "-"), type=positive_int,
+                       help=f"{text} (default: {DEFAULTS[name]})")
+    g.add_argument("--drop-rate", type=drop_rate_value, help="dropout after "
+                   f"each layer (default: {DEFAULTS['drop_rate']})")
+    g = p.add_argument_group("optimization")
+    g.add_argument("--optimizer", choices=OPTIMIZER_NAMES,
+                   help=f"(default: {DEFAULTS['optimizer']})")
+    g.add_argument("--learning-rate", type=positive_float, help="default: "
+                   "the optimizer's own: sgd 0.01, rmsprop 0.001, adagrad "
+                   "0.01, adadelta 1.0, adam 0.001; with --restore, replaces "
+                   "the saved one")
+    g.add_argument("--clip-norm", type=non_negative_float, help="clip each "
+                   "gradient to this norm, 0 = no clipping (default: "
+                   f"{DEFAULTS['clip_norm']})")
+    g.add_argument("--num-epochs", type=positive_int, help="epochs to train "
+                   f"in this call (default: {DEFAULTS['num_epochs']})")
+    g.add_argument("--patience", type=positive_int, help="stop after this "
+                   "many epochs without val_loss improving by --min-delta "
+                   f"(default: {DEFAULTS['patience']})")
+    g.add_argument("--min-delta", type=non_negative_float, help="(default: "
+                   f"{DEFAULTS['min_delta']})")
+    g.add_argument("--random-seed", type=int, help="seed for weights and "
+                   "dropout (default: drawn at random and saved in "
+                   "settings.json)")
+    g = p.add_argument_group("output")
+    g.add_argument("--checkpoint-dir", required=True, help="run folder: "
+                   "checkpoint, settings, vocabulary, TensorBoard logs")
+    g.add_argument("--restore", action="store_true", help="continue the run "
+                   "in --checkpoint-dir from its best checkpoint")
+    g.add_argument("--quiet", action="store_true", help="no progress output")
+    # The help strings state the defaults; argparse's own would say "None".
+    p.formatter_class = argparse.HelpFormatter
+    return p
+
+
+def main(argv=None):
+    args = create_parser().parse_args(argv)
+    utils.set_verbosity(0 if args.quiet else 1)
+    params = {k: v for k, v in vars(args).items() if k != "quiet"}
+    data_dir = params.pop("data_dir") or DEFAULTS["data_dir"]
+    try:
+        train(params, os.path.join(data_dir, "train.txt"),
+              os.path.join(data_dir, "validate.txt"))
+    except (ValueError, LossDiverged) as e:
+        sys.exit(f"error: {e}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted: the best checkpoint so far is kept; continue "
+                 "with --restore")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
