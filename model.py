@@ -135,7 +135,8 @@ def _finite_or_none(value):
 
 
 class RunRecorder(keras.callbacks.Callback):
-    """Stop on a NaN loss, keep the best checkpoint, write history.json."""
+    """Stop on a NaN or exploding loss, keep the best checkpoint, write
+    history.json."""
 
     def __init__(self, folder, history):
         super().__init__()
@@ -148,15 +149,18 @@ class RunRecorder(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(loss):
+        # A uniform guess scores log(vocab_size); a loss twice that has blown
+        # up (the cross-entropy clips probabilities, so it rarely turns NaN).
+        uniform = math.log(self.model.output_shape[-1])
+        if loss is not None and not loss <= 2 * uniform:
             self.model.stop_training = True
             best = self.history["best_epoch"]
             kept = (f"the best checkpoint (epoch {best}) is kept" if best
                     else "no checkpoint was written")
             self.diverged = (
-                f"loss became {loss} at epoch {self.epoch_number} step "
-                f"{batch + 1}; {kept}: lower --learning-rate or set "
-                "--clip-norm")
+                f"loss became {loss:.4g} at epoch {self.epoch_number} step "
+                f"{batch + 1} (a uniform guess scores {uniform:.4f}); {kept}:"
+                " lower --learning-rate or set --clip-norm")
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}

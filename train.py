@@ -312,9 +312,9 @@ def make_dataset(path, stats, vocab, params):
 
 def write_settings(folder, params, train_text_path, val_text_path):
     settings = {k: v for k, v in params.items() if k != "restore"}
+    settings.setdefault("command_line", sys.argv)
     settings["train_text_path"] = os.path.abspath(train_text_path)
     settings["val_text_path"] = os.path.abspath(val_text_path)
-    settings["command_line"] = sys.argv
     utils.atomic_write_json(os.path.join(folder, SETTINGS_FILE), settings)
 
 
@@ -399,6 +399,8 @@ def main(argv=None):
     args = create_parser().parse_args(argv)
     utils.set_verbosity(0 if args.quiet else 1)
     params = {k: v for k, v in vars(args).items() if k != "quiet"}
+    params["command_line"] = [sys.argv[0]] + list(
+        sys.argv[1:] if argv is None else argv)
     data_dir = params.pop("data_dir") or DEFAULTS["data_dir"]
     try:
         train(params, os.path.join(data_dir, "train.txt"),
