@@ -44,6 +44,9 @@ FIXED_ON_RESTORE = ("num_layers", "rnn_size", "embedding_size", "batch_size",
                     "seq_len", "drop_rate", "optimizer", "clip_norm", "vocab",
                     "max_vocab_size")
 OPTIMIZER_NAMES = ("sgd", "rmsprop", "adagrad", "adadelta", "adam")
+# Thresholds of the start-up warnings about usable but suspicious input.
+MIN_STEPS_PER_EPOCH = 10
+UNKNOWN_WARNING_SHARE = 0.01
 SETTINGS_FILE = "settings.json"
 HISTORY_FILE = "history.json"
 RUN_FILES = (SETTINGS_FILE, HISTORY_FILE, utils.VOCAB_FILE)
@@ -332,6 +335,14 @@ def log_summary(params, vocab, train_stats, val_stats, net, steps,
         f"({chars_per_step:,} characters each); unused tail: "
         f"{train_stats.num_chars - 1 - steps * chars_per_step:,} characters")
     log(f"writing to {params['checkpoint_dir']}")
+    if steps < MIN_STEPS_PER_EPOCH:
+        log(f"warning: only {steps} steps per epoch; the model will see "
+            "little text between checkpoints: lower --batch-size or "
+            "--seq-len, or add text")
+    if unknown > UNKNOWN_WARNING_SHARE * train_stats.num_chars:
+        log(f"warning: {100 * unknown / train_stats.num_chars:.1f}% of the "
+            f"training text is unknown to the {vocab.kind} vocabulary: "
+            "consider --vocab corpus or a larger --max-vocab-size")
 
 
 # ------------------------------------------------------------ entry point --
@@ -395,16 +406,28 @@ def create_parser():
     return p
 
 
+def text_paths(data_dir, args):
+    """train.txt and validate.txt of --data-dir; a restored run without
+    --data-dir reads the files it was trained on."""
+    if data_dir is None and args.restore:
+        saved = os.path.join(args.checkpoint_dir, SETTINGS_FILE)
+        if os.path.isfile(saved):
+            settings = read_run_file(args.checkpoint_dir, SETTINGS_FILE)
+            return settings["train_text_path"], settings["val_text_path"]
+    data_dir = data_dir or DEFAULTS["data_dir"]
+    return (os.path.join(data_dir, "train.txt"),
+            os.path.join(data_dir, "validate.txt"))
+
+
 def main(argv=None):
     args = create_parser().parse_args(argv)
     utils.set_verbosity(0 if args.quiet else 1)
     params = {k: v for k, v in vars(args).items() if k != "quiet"}
     params["command_line"] = [sys.argv[0]] + list(
         sys.argv[1:] if argv is None else argv)
-    data_dir = params.pop("data_dir") or DEFAULTS["data_dir"]
+    data_dir = params.pop("data_dir")
     try:
-        train(params, os.path.join(data_dir, "train.txt"),
-              os.path.join(data_dir, "validate.txt"))
+        train(params, *text_paths(data_dir, args))
     except (ValueError, LossDiverged) as e:
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:

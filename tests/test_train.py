@@ -221,7 +221,8 @@ def test_restore(run, corpus, tmp_path, capsys):
     subprocess.run(["cp", "-r", str(run), str(folder)], check=True)
     best_path = utils.find_checkpoint(str(folder))[0]
     best_bytes = open(best_path, "rb").read()
-    code, err = run_main(["--data-dir", corpus, "--checkpoint-dir", folder,
+    # Without --data-dir, the run's own training files are read again.
+    code, err = run_main(["--checkpoint-dir", folder,
                           "--restore", "--learning-rate", "0.5",
                           "--num-epochs", "1"], capsys)
     history = json.loads((folder / "history.json").read_text())
@@ -260,3 +261,18 @@ def test_exploding_loss_stops_training(corpus, tmp_path, capsys):
                     r"guess scores 4.5850\)", err), err
     assert "no checkpoint was written" in err
     assert utils.find_checkpoint(str(folder)) is None
+
+
+# Usable but suspicious input trains, with a warning that names the fix.
+def test_warnings(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.txt").write_text("déjà vu ça été\n" * 40, "utf-8")
+    (data / "validate.txt").write_text("déjà vu\n" * 30, "utf-8")
+    code, err = run_main(["--data-dir", data, "--checkpoint-dir",
+                          tmp_path / "run", "--num-epochs", "1"] + TINY,
+                         capsys)
+    assert code == 0
+    assert "warning: only 4 steps per epoch" in err
+    assert ("warning: 33.3% of the training text is unknown to the fixed "
+            "vocabulary: consider --vocab corpus") in err
