@@ -91,7 +91,14 @@ def save_checkpoint(net, folder, epoch, val_loss):
 
 
 def load_checkpoint(path):
-    return keras.models.load_model(path)
+    """The saved model, compiled, with its optimizer state. Raises
+    ValueError when path is not a readable Keras checkpoint."""
+    try:
+        return keras.models.load_model(path)
+    except Exception as e:  # Keras raises many kinds for a damaged file
+        raise ValueError(f"cannot load checkpoint {path}: "
+                         f"{str(e).splitlines()[0] if str(e) else type(e)}; "
+                         "restore from an intact run folder") from None
 
 
 # -------------------------------------------------------------- callbacks --

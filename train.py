@@ -192,12 +192,7 @@ def prepare_run(params, train_text_path, val_text_path):
     check_checkpoint_dir(folder, restore)
     history = None
     if restore:
-        params = resolve_restore(params, read_run_file(folder, SETTINGS_FILE))
-        history = read_run_file(folder, HISTORY_FILE)
-        if utils.find_checkpoint(folder) is None:
-            raise ValueError(f"--restore: {folder} holds no checkpoint yet "
-                             "(its run stopped before a first epoch ended); "
-                             "start again in a new --checkpoint-dir")
+        params, history = load_run(params, folder)
     params = fill_defaults(params)
     check_params(params)
     train_stats = check_text_file(train_text_path, "training")
@@ -206,12 +201,43 @@ def prepare_run(params, train_text_path, val_text_path):
         utils.check_text_fits(stats, params["batch_size"], params["seq_len"],
                               name)
     if restore:
-        vocab = utils.load_vocabulary(folder)
+        vocab = utils.Vocabulary.from_json(read_run_file(folder,
+                                                         utils.VOCAB_FILE))
     else:
         vocab = utils.build_vocabulary(params["vocab"],
                                        train_stats.char_counts,
                                        params["max_vocab_size"])
     return params, vocab, train_stats, val_stats, history
+
+
+def load_run(params, folder):
+    """Settings and history of the run to restore, checked against params.
+
+    history.json is written just after the checkpoint; if a kill fell in
+    between, the checkpoint's own name says which epoch and val_loss won.
+    """
+    checkpoint = utils.find_checkpoint(folder)
+    if checkpoint is None:
+        raise ValueError(f"--restore: {folder} holds no checkpoint yet (its "
+                         "run stopped before a first epoch ended); start "
+                         "again in a new --checkpoint-dir")
+    saved = read_run_file(folder, SETTINGS_FILE)
+    missing = [k for k in FIXED_ON_RESTORE if k not in saved]
+    if missing:
+        raise ValueError(f"--restore: {folder}/{SETTINGS_FILE} lacks "
+                         f"{', '.join(missing)}; it is not a run folder of "
+                         "this toolkit")
+    history = read_run_file(folder, HISTORY_FILE)
+    _, epoch, val_loss = checkpoint
+    if history["best_val_loss"] is None or val_loss < history["best_val_loss"]:
+        history["best_val_loss"], history["best_epoch"] = val_loss, epoch
+    while len(history["epochs"]) < epoch:
+        number = len(history["epochs"]) + 1
+        history["epochs"].append({
+            "epoch": number, "loss": None, "seconds": None,
+            "val_loss": val_loss if number == epoch else None,
+            "learning_rate": None, "saved": number == epoch})
+    return resolve_restore(params, saved), history
 
 
 def read_run_file(folder, name):
@@ -253,6 +279,8 @@ def train(params, train_text_path, val_text_path):
         net = model.load_checkpoint(path)
         if params.get("learning_rate") is not None:
             net.optimizer.learning_rate.assign(params["learning_rate"])
+        log(f"restored {path} (epoch {len(history['epochs'])}), learning "
+            f"rate {float(net.optimizer.learning_rate):.6g}")
     else:
         net = model.build_model(
             vocab.size, params["batch_size"], params["seq_len"],
@@ -284,11 +312,12 @@ def train(params, train_text_path, val_text_path):
     if recorder.diverged:
         raise LossDiverged(recorder.diverged)
     best = min((e for e in history["epochs"] if e["val_loss"] is not None),
-               key=lambda e: e["val_loss"], default=None)
+               key=lambda e: e["val_loss"])
+    log(f"best val_loss {best['val_loss']:.4f} at epoch {best['epoch']}: "
+        f"{utils.find_checkpoint(folder)[0]}")
     epochs_run = len(history["epochs"]) - initial_epoch
-    if best is None:
-        return net, float("nan"), float("nan"), epochs_run
-    return net, best["loss"], best["val_loss"], epochs_run
+    loss = float("nan") if best["loss"] is None else best["loss"]
+    return net, loss, best["val_loss"], epochs_run
 
 
 def make_dataset(path, stats, vocab, params):

@@ -92,7 +92,22 @@ def bad_inputs(tmp_path):
     junk = tmp_path / "junk"
     junk.mkdir()
     (junk / "settings.json").write_text("not json")
-    return {"missing": tmp_path / "nowhere", "empty": empty,
+    (junk / "model-epoch001-val1.0000.keras").write_text("not a model")
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    settings = dict(train.DEFAULTS, rnn_size=32, embedding_size=8,
+                    batch_size=8, seq_len=16)
+    (damaged / "settings.json").write_text(json.dumps(settings))
+    (damaged / "history.json").write_text(json.dumps(
+        {"epochs": [], "best_val_loss": None, "best_epoch": None}))
+    utils.save_vocabulary(str(damaged), utils.build_vocabulary("fixed"))
+    (damaged / "model-epoch001-val1.0000.keras").write_bytes(b"PK\x03\x04")
+    ok = tmp_path / "ok"
+    ok.mkdir()
+    for name in ("train.txt", "validate.txt"):
+        (ok / name).write_text("some text\n" * 100)
+    return {"ok": ok, "damaged": damaged, "missing": tmp_path / "nowhere",
+            "empty": empty,
             "empty_val": empty_val, "short": short, "bad": bad,
             "other": other, "junk": junk}
 
@@ -108,6 +123,8 @@ BAD_CASES = [  # (data dir, checkpoint dir, extra flags, expected message)
     ("short", None, ["--restore"], "--restore: .* holds no run"),
     ("short", "other", ["--restore"], "--restore: .* holds no run"),
     ("short", "junk", ["--restore"], "cannot read .*settings.json"),
+    ("ok", "damaged", ["--restore"],
+     "cannot load checkpoint .*model-epoch001-val1.0000.keras"),
 ]
 
 
@@ -238,6 +255,27 @@ def test_restore(run, corpus, tmp_path, capsys):
             0, 1, 2]
     else:  # or NaN: then the message says the best checkpoint is kept
         assert "the best checkpoint (epoch" in err
+
+
+# A kill between writing the checkpoint and history.json: restore trusts the
+# checkpoint's name for the best epoch and continues after it.
+def test_restore_after_stale_history(run, corpus, tmp_path, capsys):
+    folder = tmp_path / "run"
+    subprocess.run(["cp", "-r", str(run), str(folder)], check=True)
+    history = json.loads((folder / "history.json").read_text())
+    _, epoch, val_loss = utils.find_checkpoint(str(folder))
+    assert epoch == 2
+    stale = {"epochs": history["epochs"][:1], "best_val_loss": None,
+             "best_epoch": None}
+    (folder / "history.json").write_text(json.dumps(stale))
+    code, _ = run_main(["--checkpoint-dir", folder, "--restore",
+                        "--num-epochs", "1", "--quiet"], capsys)
+    assert code == 0
+    history = json.loads((folder / "history.json").read_text())
+    assert [e["epoch"] for e in history["epochs"]] == [1, 2, 3]
+    assert history["epochs"][1]["val_loss"] == val_loss
+    assert history["best_val_loss"] == min(val_loss,
+                                           history["epochs"][2]["val_loss"])
 
 
 # A restore with an architecture flag that contradicts the run is refused.
