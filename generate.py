@@ -349,15 +349,8 @@ def sample_end(row, filled, newline, stop_at_newline):
 
 # ------------------------------------------------------------ entry point --
 
-class OneLineParser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are a single 'error: ...' line."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message}\n")
-
-
 def create_parser():
-    p = OneLineParser(description="Generate text from a trained run.")
+    p = utils.OneLineParser(description="Generate text from a trained run.")
     g = p.add_argument_group("model")
     g.add_argument("--checkpoint-dir", required=True, metavar="PATH",
                    help="run folder written by train.py (its best "

@@ -18,6 +18,7 @@ import os
 import sys
 import time
 
+import utils  # noqa: F401, sets TensorFlow's log level before Keras loads
 import keras
 
 from utils import (atomic_write_json, checkpoint_name,

@@ -33,6 +33,8 @@ import random
 import sys
 from pathlib import Path
 
+import utils
+
 # -----------------------------------------------------------------------------
 # defaults
 
@@ -62,8 +64,7 @@ NON_DATA_FILES = ("LICENSE", "COPYING", "README")
 # reading
 
 
-def log(message):
-    print(message, file=sys.stderr)
+log = utils.log
 
 
 def warn(message):
@@ -90,7 +91,7 @@ def read_lines(path):
             if offset == 0:
                 text = text.removeprefix("\ufeff")
             offset += len(raw)
-            text = text.replace("\r\n", "\n").replace("\r", "\n")
+            text = utils.normalize_newlines(text)
             yield from text.removesuffix("\n").split("\n")
 
 
@@ -404,15 +405,8 @@ def prepare(input_path=None, name=None, *, format=DEFAULTS["format"],
 # entry point
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are a single 'error: ...' line."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message}\n")
-
-
 def create_parser():
-    parser = OneLineParser(
+    parser = utils.OneLineParser(
         description="Shuffle a corpus and split it into train, validate "
                     "and test files, one sample per line.")
     source = parser.add_argument_group("input")

@@ -377,7 +377,7 @@ def log_summary(params, vocab, train_stats, val_stats, net, steps,
 # ------------------------------------------------------------ entry point --
 
 def create_parser():
-    p = argparse.ArgumentParser(
+    p = utils.OneLineParser(
         description="Train a stateful character-level LSTM.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         argument_default=None)

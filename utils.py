@@ -12,6 +12,7 @@ here imports TensorFlow, so the scripts can check their input before it loads.
                                  64 * 2**20, vocab, stats)
 """
 
+import argparse
 import codecs
 import glob
 import json
@@ -55,6 +56,14 @@ def log(*args, end="\n"):
     """Print a diagnostic line to stderr unless verbosity is 0."""
     if _verbosity > 0:
         print(*args, file=sys.stderr, end=end, flush=True)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are a single 'error: ...' line (exit 2),
+    like every other error of the toolkit."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message}\n")
 
 
 # ------------------------------------------------------------ atomic files --
