@@ -21,14 +21,9 @@ import time
 import utils  # noqa: F401, sets TensorFlow's log level before Keras loads
 import keras
 
-from utils import (atomic_write_json, checkpoint_name,
-                   fsync_file_and_replace, log)
+from utils import (DEFAULT_LEARNING_RATES, atomic_write_json,
+                   checkpoint_name, fsync_file_and_replace, log)
 
-# Keras 3 defaults are 0.01 for SGD and 0.001 for the rest; the tutorial's
-# Keras 2 code used 0.01 for Adagrad and 1.0 for Adadelta, which barely moves
-# at 0.001.
-DEFAULT_LEARNING_RATES = {"sgd": 0.01, "rmsprop": 0.001, "adagrad": 0.01,
-                          "adadelta": 1.0, "adam": 0.001}
 OPTIMIZERS = {"sgd": keras.optimizers.SGD,
               "rmsprop": keras.optimizers.RMSprop,
               "adagrad": keras.optimizers.Adagrad,

@@ -43,7 +43,7 @@ DEFAULTS = {
 FIXED_ON_RESTORE = ("num_layers", "rnn_size", "embedding_size", "batch_size",
                     "seq_len", "drop_rate", "optimizer", "clip_norm", "vocab",
                     "max_vocab_size")
-OPTIMIZER_NAMES = ("sgd", "rmsprop", "adagrad", "adadelta", "adam")
+OPTIMIZER_NAMES = tuple(utils.DEFAULT_LEARNING_RATES)
 # Thresholds of the start-up warnings about usable but suspicious input.
 MIN_STEPS_PER_EPOCH = 10
 UNKNOWN_WARNING_SHARE = 0.01
@@ -407,9 +407,10 @@ def create_parser():
     g = p.add_argument_group("optimization")
     g.add_argument("--optimizer", choices=OPTIMIZER_NAMES,
                    help=f"(default: {DEFAULTS['optimizer']})")
+    own = ", ".join(f"{name} {rate}" for name, rate
+                    in utils.DEFAULT_LEARNING_RATES.items())
     g.add_argument("--learning-rate", type=positive_float, help="default: "
-                   "the optimizer's own: sgd 0.01, rmsprop 0.001, adagrad "
-                   "0.01, adadelta 1.0, adam 0.001; with --restore, replaces "
+                   f"the optimizer's own: {own}; with --restore, replaces "
                    "the saved one")
     g.add_argument("--clip-norm", type=non_negative_float, help="clip each "
                    "gradient to this norm, 0 = no clipping (default: "

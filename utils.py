@@ -33,6 +33,11 @@ UNKNOWN_ID = 0
 # table lets a base model be fine-tuned on anyone's text.
 FIXED_CHARS = [c for c in string.printable if c not in "\x0b\x0c\r"]
 VOCAB_KINDS = ("fixed", "corpus")
+# Keras 3 defaults are 0.01 for SGD and 0.001 for the rest; the tutorial's
+# Keras 2 code used 0.01 for Adagrad and 1.0 for Adadelta, which barely moves
+# at 0.001.
+DEFAULT_LEARNING_RATES = {"sgd": 0.01, "rmsprop": 0.001, "adagrad": 0.01,
+                          "adadelta": 1.0, "adam": 0.001}
 VOCAB_FILE = "vocab.json"
 SCAN_CHUNK_CHARS = 1 << 20
 CHECKPOINT_PATTERN = re.compile(r"model-epoch(\d+)-val([0-9.]+)\.keras$")
