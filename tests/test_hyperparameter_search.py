@@ -1,0 +1,512 @@
+"""Tests for hyperparameter_search.py: the search space, ranking and the
+Pareto front worked by hand, TPE's history on resume, and real tiny
+searches: failed trials recorded, kill -9 then --resume, a trials.csv row
+fed back to train.py, HParams event files, parallel trials on Spark."""
+
+import contextlib
+import csv
+import fcntl
+import functools
+import glob
+import io
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import hyperparameter_search as hs
+import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "hyperparameter_search.py")
+# Small enough for a 2-epoch trial in a few seconds.
+TINY_SPACE = {
+    "batch_size": {"choice": [4, 8]}, "seq_len": {"choice": [8, 16]},
+    "rnn_size": {"choice": [8, 16]}, "embedding_size": 8, "num_layers": 1,
+    "drop_rate": {"uniform": [0, 0.2]},
+    "optimizer": {"choice": ["rmsprop", "adam"]},
+    "clip_norm": {"choice": [0, 5]}, "patience": 1,
+}
+# batch_size 100000 cannot fit the corpus. hyperopt's rand with seed 8
+# draws 100000, 4, 4: a failed trial, then two that finish.
+MIXED_SPACE = dict(TINY_SPACE, batch_size={"choice": [4, 100000]},
+                   seq_len=8)
+MIXED_SEED = 8
+CSV_COLUMNS = [
+    "rank", "trial_num", "val_loss", "train_loss", "num_epochs",
+    "avg_epoch_seconds", "batch_size", "drop_rate", "embedding_size",
+    "num_layers", "rnn_size", "seq_len", "optimizer", "clip_norm", "status",
+    "pareto", "error", "train_flags"]
+
+# ------------------------------------------------------------------ helpers --
+
+
+def run_main(argv):
+    """(exit code, stdout, stderr) of hs.main(argv)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = hs.main([str(a) for a in argv])
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+            if not isinstance(e.code, int):
+                print(e.code, file=sys.stderr)
+    return code, out.getvalue(), err.getvalue()
+
+
+def write_space(folder, space, name="space.json"):
+    path = folder / name
+    path.write_text(space if isinstance(space, str) else json.dumps(space))
+    return path
+
+
+def search_argv(data_dir, exp_dir, space_path, *extra):
+    return ["--data-dir", data_dir, "--experiment-dir", exp_dir,
+            "--space", space_path, *extra]
+
+
+def read_csv(exp_dir):
+    with open(os.path.join(exp_dir, hs.CSV_FILE), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def hparams_data(folder):
+    """HParams plugin payloads and simple scalars in folder's event files:
+    ([HParamsPluginData], {tag: value})."""
+    from tensorboard.backend.event_processing.event_file_loader import (
+        EventFileLoader)
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    from tensorboard.util import tensor_util
+
+    payloads, scalars = [], {}
+    for path in glob.glob(os.path.join(folder, "events.out.tfevents.*")):
+        for event in EventFileLoader(path).Load():
+            for value in event.summary.value:
+                plugin = value.metadata.plugin_data
+                if plugin.plugin_name == "hparams":
+                    payloads.append(plugin_data_pb2.HParamsPluginData
+                                    .FromString(plugin.content))
+                elif plugin.plugin_name == "scalars":
+                    scalars[value.tag] = float(
+                        tensor_util.make_ndarray(value.tensor))
+    return payloads, scalars
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """train.txt (~7 KB) and validate.txt (~2 KB) of short lines."""
+    folder = tmp_path_factory.mktemp("data")
+    line = "line {}: the quick brown fox jumps over the lazy dog.\n"
+    (folder / "train.txt").write_text("".join(line.format(i)
+                                              for i in range(120)))
+    (folder / "validate.txt").write_text("".join(line.format(i)
+                                                 for i in range(30)))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def mixed_search(data_dir, tmp_path_factory):
+    """A real 3-trial search whose first trial fails:
+    (argv, experiment dir, exit code, stdout, stderr)."""
+    root = tmp_path_factory.mktemp("mixed")
+    argv = search_argv(data_dir, root / "exp", write_space(root, MIXED_SPACE),
+                       "--num-trials", 3, "--max-epochs-per-trial", 2,
+                       "--algo", "rand", "--random-seed", MIXED_SEED)
+    code, out, err = run_main(argv)
+    return argv, root / "exp", code, out, err
+
+# ------------------------------------------------------------- search space --
+
+
+SPACE_ERRORS = [  # (file text, expected part of the error line)
+    ('{"rnn_size": {"choice": []}}', "rnn_size: choice needs a non-empty"),
+    ('{"dropout": 0.1}', "'dropout' is not a train.py setting"),
+    ('{"drop_rate": {"uniform": [0.5, 0.1]}}', "needs low < high"),
+    ('{"drop_rate": {"uniform": [0, 1.5]}}', "drop_rate 1.5"),
+    ('{"batch_size": {"choice": [0, 8]}}', "batch_size 0"),
+    ('{"optimizer": {"choice": ["adam", "nadam"]}}', "optimizer 'nadam'"),
+    ('{"rnn_size": {"choice": ["big"]}}', "rnn_size 'big': must be a"),
+    ('{"num_epochs": 3}', "set num_epochs with --max-epochs-per-trial"),
+    ('{"learning_rate": {"loguniform": [0, 0.1]}}', "low > 0"),
+    ('{"seq_len": {"gaussian": [1, 2]}}', "is not one of choice, uniform"),
+    ('{"seq_len": {"quniform": [8, 64]}}', "quniform needs a list of 3"),
+    ("[1, 2]", "must hold a JSON object"),
+    ('{"rnn_size": 8,', "cannot read it as JSON"),
+    (json.dumps({k: 8 for k in ("batch_size", "embedding_size", "rnn_size",
+                                "seq_len")} | {
+        "num_layers": 1, "drop_rate": 0, "optimizer": "adam",
+        "clip_norm": 0}), "nothing to search"),
+]
+
+
+# A bad --space file ends in one `error:` line naming the entry, exit 1,
+# and no experiment folder is created.
+@pytest.mark.parametrize("text, message", SPACE_ERRORS)
+def test_bad_space_file(tmp_path, data_dir, text, message):
+    argv = search_argv(data_dir, tmp_path / "exp",
+                       write_space(tmp_path, text))
+    code, out, err = run_main(argv)
+    assert code == 1 and out == ""
+    assert err.startswith("error: --space ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "exp").exists()
+
+
+BAD_FLAGS = [  # (extra flags, expected part of the error line)
+    (["--data-dir", "nowhere"], "training file .*nowhere.* not found"),
+    (["--resume"], "holds no search"),
+    (["--gpus", "0", "--parallelism", "2"], "needs a GPU of its own"),
+]
+
+
+# Bad flags end in one error line too, before anything is written.
+@pytest.mark.parametrize("extra, pattern", BAD_FLAGS)
+def test_bad_flags(tmp_path, data_dir, extra, pattern):
+    import re
+
+    argv = search_argv(data_dir, tmp_path / "exp",
+                       write_space(tmp_path, TINY_SPACE), *extra)
+    code, _, err = run_main(argv)
+    assert code == 1 and re.search("^error: .*" + pattern, err)
+    assert not (tmp_path / "exp").exists()
+
+
+SAMPLES = [  # (label, entry, hyperopt's sample, value trained, hyperopt's)
+    ("rnn_size", {"quniform": [8, 64, 8]}, 24.0, 24, 24.0),
+    ("drop_rate", {"uniform": [0, 0.5]}, 0.123456789, 0.1235, 0.123456789),
+    ("clip_norm", {"choice": [0, 5]}, 5, 5.0, 1),
+    ("optimizer", {"choice": ["adam", "sgd"]}, "sgd", "sgd", 1),
+    ("learning_rate", {"loguniform": [1e-4, 1e-2]}, 0.000316227766,
+     0.0003162, 0.000316227766),
+    ("batch_size", {"uniform": [4, 20]}, 7.6, 8, 7.6),
+]
+
+
+# A sample becomes the value train() takes (real choice values, integers
+# rounded, 4 significant digits), while hyperopt's own record keeps the
+# choice index and the raw number for TPE.
+@pytest.mark.parametrize("label, entry, sampled, value, raw", SAMPLES)
+def test_sample_to_settings(label, entry, sampled, value, raw):
+    space = {label: entry, "num_layers": 2}
+    params = hs.trial_settings(space, {label: sampled})
+    assert params == {label: value, "num_layers": 2}
+    assert type(params[label]) is type(value)
+    assert hs.hyperopt_vals(space, {label: sampled}) == {label: [raw]}
+
+
+# The built-in space is the tutorial's, labelled with train.py's settings.
+def test_builtin_space_uses_train_names():
+    space = hs.load_space()
+    assert set(space) == {"batch_size", "drop_rate", "embedding_size",
+                          "num_layers", "rnn_size", "seq_len", "optimizer",
+                          "clip_norm"}
+    assert set(space) <= set(train.DEFAULTS)
+    assert space["optimizer"]["choice"] == ["rmsprop", "adagrad",
+                                            "adadelta", "adam"]
+
+# ------------------------------------------------------- ranking and Pareto --
+
+
+def record(num, val_loss=None, seconds=None):
+    if val_loss is None:
+        return {"trial_num": num, "status": "failed", "error": "boom",
+                "params": {}}
+    return {"trial_num": num, "status": "ok", "val_loss": val_loss,
+            "train_loss": val_loss, "num_epochs": 2,
+            "avg_epoch_seconds": seconds, "params": {}}
+
+
+RANKING_CASES = [  # ((trial, val_loss, s/epoch) rows, order, Pareto front)
+    ([(1, 2.0, 10), (2, 1.5, 20), (3, 1.5, 30), (4, 1.0, 40), (5, 1.2, 50),
+      (6, None, None), (7, 2.5, 5)], [4, 5, 2, 3, 1, 7, 6], {1, 2, 4, 7}),
+    ([(1, 1.0, 10), (2, 1.0, 10), (3, 1.1, 10)], [1, 2, 3], {1, 2}),
+    ([(1, 1.0, 10), (2, 1.0, 12), (3, 0.9, 12)], [3, 1, 2], {1, 3}),
+    ([(1, 3.0, 1)], [1], {1}),
+    ([(2, None, None), (1, None, None)], [1, 2], set()),
+]
+
+
+# Worked by hand. Case 1: by val_loss 4 (1.0), 5, 2 (1.5), 3 (1.5, tie
+# broken by trial number), 1, 7, and failed 6 last without a rank. Front:
+# 7 is the fastest; 1 is slower but better than 7; 2 is better than 1; 3
+# equals 2's val_loss but is slower, so 2 beats it; 4 has the best
+# val_loss; 5 is slower and worse than 4. Case 2: exact twins, neither
+# beats the other. Case 3: 2 ties 1 on val_loss and is slower, and ties 3
+# on speed with a worse val_loss.
+@pytest.mark.parametrize("rows, order, front", RANKING_CASES)
+def test_ranking_and_pareto_front(rows, order, front):
+    records = [record(*row) for row in rows]
+    assert [r["trial_num"] for r in hs.rank_records(records)] == order
+    assert hs.pareto_front(records) == front
+    csv_rows = list(hs.csv_rows(records, []))
+    ok = [r for r in csv_rows if r["status"] == "ok"]
+    assert [r["rank"] for r in ok] == list(range(1, len(ok) + 1))
+    assert all(r["rank"] == r["pareto"] == "" and r["error"] == "boom"
+               for r in csv_rows if r["status"] == "failed")
+    assert {r["trial_num"] for r in ok if r["pareto"] == "yes"} == front
+
+
+FLAG_CASES = [
+    {"batch_size": 64, "drop_rate": 0.1235, "optimizer": "adam",
+     "clip_norm": 0.0, "num_epochs": 10, "random_seed": 7},
+    {"learning_rate": 0.0003162, "vocab": "corpus", "num_layers": 2,
+     "rnn_size": 128, "max_bytes_in_ram": 1048576},
+    {"learning_rate": None, "min_delta": 0.01, "patience": 1},
+]
+
+
+# A trials.csv row's train_flags, parsed by train.py, give back the trial's
+# settings (a None setting stays unset, i.e. the optimizer's default).
+@pytest.mark.parametrize("params", FLAG_CASES)
+def test_train_flags_parse_back(params):
+    argv = shlex.split(hs.train_flags(params)) + ["--checkpoint-dir", "x"]
+    args = train.create_parser().parse_args(argv)
+    assert {k: getattr(args, k) for k in params} == params
+
+# ------------------------------------------------------------ TPE on resume --
+
+
+# A search rebuilt from its trial records goes on exactly as if it had
+# never stopped: TPE sees the same history, failed trials included, and
+# fmin the same random stream.
+def test_resumed_history_continues_tpe():
+    import hyperopt
+
+    space = {"x": {"uniform": [-2, 2]}, "k": {"choice": [1, 2, 3]},
+             "opt": {"choice": ["a", "b"]}}
+    algo = functools.partial(hyperopt.tpe.suggest, n_startup_jobs=3)
+
+    def run(records, max_evals):
+        records = list(records)
+
+        def objective(sampled):
+            failed = sampled["k"] == 3
+            loss = (sampled["x"] - 0.5) ** 2 + sampled["k"]
+            records.append({
+                "trial_num": len(records) + 1, "sampled": sampled,
+                "status": "failed" if failed else "ok", "val_loss": loss,
+                "hyperopt_vals": hs.hyperopt_vals(space, sampled)})
+            return {"status": "fail"} if failed else {"status": "ok",
+                                                      "loss": loss}
+
+        hs.fmin(fn=objective, space=hs.hyperopt_space(space), algo=algo,
+                max_evals=max_evals, show_progressbar=False,
+                trials=hs.history_trials(hyperopt.Trials(), records),
+                rstate=hs.search_rng(5, len(records)), return_argmin=False)
+        return records
+
+    whole = run([], 10)
+    assert any(r["status"] == "failed" for r in whole[:6])
+    resumed = run(run([], 6), 10)
+    assert [r["sampled"] for r in resumed] == [r["sampled"] for r in whole]
+
+# ----------------------------------------------------------- real searches --
+
+
+# A trial that fails is recorded with its reason and the search goes on to
+# its total; trials.csv ranks the finished ones with the tutorial's
+# columns, real values, and a Pareto column; stdout is the CSV's path.
+def test_failed_trial_recorded_and_search_goes_on(mixed_search):
+    _, exp, code, out, err = mixed_search
+    assert code == 0, err
+    assert out == f"{exp / hs.CSV_FILE}\n"
+    rows = read_csv(exp)
+    assert list(rows[0]) == CSV_COLUMNS
+    by_num = {int(r["trial_num"]): r for r in rows}
+    assert [by_num[n]["status"] for n in (1, 2, 3)] == ["failed", "ok", "ok"]
+    assert "--batch-size 100000 x --seq-len 8" in by_num[1]["error"]
+    assert [r["rank"] for r in rows] == ["1", "2", ""]
+    assert rows[0]["pareto"] == "yes"
+    assert float(rows[0]["val_loss"]) <= float(rows[1]["val_loss"])
+    assert "trial 1 failed: training" in err
+    with open(exp / hs.PLOT_FILE, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+# Each CSV row holds the values the trial trained with (its settings.json),
+# never hyperopt's choice indices.
+def test_csv_holds_the_trained_values(mixed_search):
+    _, exp, _, _, _ = mixed_search
+    for row in read_csv(exp):
+        if row["status"] != "ok":
+            continue
+        settings = read_json(exp / row["trial_num"] / train.SETTINGS_FILE)
+        for label in hs.SEARCH_SPACE:
+            assert row[label] == str(settings[label])
+        assert row["optimizer"] in ("rmsprop", "adam")
+        assert row["clip_norm"] in ("0.0", "5.0")
+        assert 0 <= float(row["drop_rate"]) <= 0.2
+
+
+# The best row's train_flags fed back to train.py train the same
+# configuration: every setting in settings.json matches the trial's.
+def test_csv_row_reproduces_the_trial_in_train_py(mixed_search, data_dir,
+                                                  tmp_path):
+    _, exp, _, _, _ = mixed_search
+    row = read_csv(exp)[0]
+    again = tmp_path / "again"
+    code = train.main(shlex.split(row["train_flags"]) + [
+        "--data-dir", str(data_dir), "--checkpoint-dir", str(again),
+        "--quiet"])
+    assert code == 0
+    trial = read_json(exp / row["trial_num"] / train.SETTINGS_FILE)
+    rerun = read_json(again / train.SETTINGS_FILE)
+    names = [n for n in train.DEFAULTS if n != "data_dir"]
+    assert {n: rerun[n] for n in names} == {n: trial[n] for n in names}
+
+
+# TensorBoard's HParams tab has what it needs: the experiment config at the
+# log root and, per trial, its hyperparameter values and results.
+def test_hparams_event_files(mixed_search):
+    _, exp, _, _, _ = mixed_search
+    (config,), _ = hparams_data(exp)
+    names = {h.name for h in config.experiment.hparam_infos}
+    assert names == {"batch_size", "rnn_size", "drop_rate", "optimizer",
+                     "clip_norm", "status"}
+    metrics = {m.name.tag for m in config.experiment.metric_infos}
+    assert {"val_loss", "avg_epoch_seconds", "epoch_loss"} <= metrics
+    for row in read_csv(exp):
+        (session,), scalars = hparams_data(exp / row["trial_num"])
+        values = session.session_start_info.hparams
+        assert values["optimizer"].string_value == row["optimizer"]
+        assert values["batch_size"].number_value == int(row["batch_size"])
+        assert values["status"].string_value == row["status"]
+        if row["status"] == "ok":
+            assert scalars["val_loss"] == pytest.approx(
+                float(row["val_loss"]), abs=1e-4)
+
+
+# Without --resume an existing search is refused and left byte for byte as
+# it was; --resume with a contradicting setting is refused too.
+@pytest.mark.parametrize("extra, message", [
+    ([], "already holds files: pass --resume"),
+    (["--resume", "--max-epochs-per-trial", "5"],
+     "--max-epochs-per-trial 5 contradicts the saved search's 2"),
+    (["--resume", "--algo", "tpe"], '--algo "tpe" contradicts'),
+])
+def test_existing_search_is_refused(mixed_search, extra, message):
+    argv, exp, _, _, _ = mixed_search
+    before = {p: open(p, "rb").read() for p in glob.glob(f"{exp}/**",
+                                                         recursive=True)
+              if os.path.isfile(p)}
+    code, _, err = run_main(argv + extra)
+    assert code == 1 and message in err and err.count("\n") == 1
+    after = {p: open(p, "rb").read() for p in glob.glob(f"{exp}/**",
+                                                        recursive=True)
+             if os.path.isfile(p)}
+    assert after == before
+
+
+# A folder whose lock another search holds is not searched alongside it.
+def test_running_search_is_not_joined(mixed_search, monkeypatch):
+    argv, exp, _, _, _ = mixed_search
+    monkeypatch.setattr(hs, "LOCK_WAIT_SECONDS", 0.3)
+    fd = os.open(exp / hs.LOCK_FILE, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        code, _, err = run_main(argv + ["--resume"])
+    finally:
+        os.close(fd)
+    assert code == 1 and "another search is running" in err
+
+
+# kill -9 during trial 2, then the same command with --resume: trial 1 is
+# kept untouched, trial 2 restarts from an empty folder with the same
+# sampled settings, a temp file the kill left is removed, and the search
+# reaches its total.
+def test_kill_then_resume(data_dir, tmp_path):
+    exp = tmp_path / "exp"
+    argv = [str(a) for a in search_argv(
+        data_dir, exp, write_space(tmp_path, TINY_SPACE), "--num-trials", 3,
+        "--max-epochs-per-trial", 2, "--random-seed", 1)]
+    with open(tmp_path / "stderr.txt", "w") as log:
+        proc = subprocess.Popen([sys.executable, SCRIPT, *argv],
+                                stdout=subprocess.DEVNULL, stderr=log)
+    settings_2 = exp / "2" / train.SETTINGS_FILE
+    deadline = time.monotonic() + 300
+    while not settings_2.exists() and proc.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, (tmp_path / "stderr.txt").read_text()
+    interrupted = read_json(settings_2)
+    trial_1 = (exp / "1" / hs.TRIAL_FILE).read_bytes()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    (exp / ".tmp-trials.csv").write_text("rank,tri")
+    code, _, err = run_main(argv + ["--resume"])
+    assert code == 0, err
+    assert "discarded unfinished trial(s) 2" in err
+    assert (exp / "1" / hs.TRIAL_FILE).read_bytes() == trial_1
+    assert read_json(settings_2) == interrupted
+    assert sorted(int(r["trial_num"]) for r in read_csv(exp)) == [1, 2, 3]
+    assert not glob.glob(str(exp / ".tmp-*"))
+    assert len(read_json(exp / hs.SEARCH_FILE)["command_lines"]) == 2
+
+
+def dying_trial_process(env=None, keep_fds=()):
+    """A trial process that the system kills, as the OOM killer would."""
+    code = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+    return subprocess.Popen([sys.executable, "-c", code],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+ALL_FAILED = [  # (space entries, trial process, reason in every row)
+    ({"batch_size": 100000}, None, "--batch-size 100000 x --seq-len"),
+    ({"optimizer": "sgd", "learning_rate": 1e30, "clip_norm": 0}, None,
+     "loss became"),
+    ({}, dying_trial_process, "trial process killed by SIGKILL (the system "
+     "may have run out of memory)"),
+]
+
+
+# When every trial fails (bad size, diverging loss, process killed) the
+# search still runs them all, then ends with one summary line and exit 1,
+# and trials.csv gives each trial's reason; no loss is invented.
+@pytest.mark.parametrize("entries, process, reason", ALL_FAILED)
+def test_all_trials_failed(data_dir, tmp_path, monkeypatch, entries,
+                           process, reason):
+    if process is not None:
+        monkeypatch.setattr(hs, "start_trial_process", process)
+    space = dict(TINY_SPACE, **entries)
+    exp = tmp_path / "exp"
+    code, out, err = run_main(search_argv(
+        data_dir, exp, write_space(tmp_path, space), "--num-trials", 2,
+        "--max-epochs-per-trial", 1))
+    assert code == 1 and out == ""
+    assert err.splitlines()[-1].startswith("error: all 2 trials failed")
+    assert err.count("error:") == 1
+    rows = read_csv(exp)
+    assert [r["status"] for r in rows] == ["failed", "failed"]
+    assert all(reason in r["error"] and r["val_loss"] == r["rank"] == ""
+               for r in rows)
+
+
+# --parallelism 2 runs the trials on a local Spark; both are recorded in
+# the shared folder and trials.csv exactly as a serial search records them.
+@pytest.mark.skipif(not (shutil.which("java") or os.environ.get("JAVA_HOME")),
+                    reason="a local Spark needs Java, which is not installed")
+def test_parallel_trials_on_local_spark(data_dir, tmp_path):
+    exp = tmp_path / "exp"
+    code, _, err = run_main(search_argv(
+        data_dir, exp, write_space(tmp_path, TINY_SPACE), "--num-trials", 2,
+        "--max-epochs-per-trial", 1, "--parallelism", 2, "--random-seed", 1))
+    assert code == 0, err
+    rows = read_csv(exp)
+    assert sorted(int(r["trial_num"]) for r in rows) == [1, 2]
+    assert all(r["status"] == "ok" for r in rows)
+    for row in rows:
+        record = read_json(exp / row["trial_num"] / hs.TRIAL_FILE)
+        assert record["status"] == "ok"
+        assert glob.glob(str(exp / row["trial_num"] / "model-epoch*.keras"))
