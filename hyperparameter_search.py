@@ -1129,7 +1129,7 @@ def start_spark(parallelism, master=None):
 # ------------------------------------------------------------- entry point --
 
 def create_parser():
-    p = argparse.ArgumentParser(
+    p = utils.OneLineParser(
         description="Search train.py's hyperparameters with hyperopt.",
         epilog=SPACE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -11,6 +11,7 @@ import glob
 import io
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -163,22 +164,23 @@ def test_bad_space_file(tmp_path, data_dir, text, message):
     assert not (tmp_path / "exp").exists()
 
 
-BAD_FLAGS = [  # (extra flags, expected part of the error line)
-    (["--data-dir", "nowhere"], "training file .*nowhere.* not found"),
-    (["--resume"], "holds no search"),
-    (["--gpus", "0", "--parallelism", "2"], "needs a GPU of its own"),
+BAD_FLAGS = [  # (extra flags, exit code, expected part of the error)
+    (["--data-dir", "nowhere"], 1, "training file .*nowhere.* not found"),
+    (["--resume"], 1, "holds no search"),
+    (["--gpus", "0", "--parallelism", "2"], 1, "needs a GPU of its own"),
+    (["--num-trials", "0"], 2, "--num-trials: 0: must be a positive"),
+    (["--algo", "grid"], 2, "--algo: invalid choice: 'grid'"),
 ]
 
 
 # Bad flags end in one error line too, before anything is written.
-@pytest.mark.parametrize("extra, pattern", BAD_FLAGS)
-def test_bad_flags(tmp_path, data_dir, extra, pattern):
-    import re
-
+@pytest.mark.parametrize("extra, exit_code, pattern", BAD_FLAGS)
+def test_bad_flags(tmp_path, data_dir, extra, exit_code, pattern):
     argv = search_argv(data_dir, tmp_path / "exp",
                        write_space(tmp_path, TINY_SPACE), *extra)
     code, _, err = run_main(argv)
-    assert code == 1 and re.search("^error: .*" + pattern, err)
+    assert code == exit_code and err.count("\n") == 1
+    assert re.search("^error: .*" + pattern, err)
     assert not (tmp_path / "exp").exists()
 
 
