@@ -25,7 +25,7 @@ data/fortunes-split/train.txt: | $(VENV)/.installed
 	$(PY) prepare_data.py
 
 train: $(VENV)/.installed data
-	$(PY) train.py --data-dir data/fortunes-split --checkpoint-dir $(RUN) \
+	$(PY) train.py --data-dir data/fortunes-split --checkpoint-dir "$(RUN)" \
 		--num-epochs $(EPOCHS)
 
 test: $(VENV)/.installed

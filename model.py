@@ -17,9 +17,12 @@ import math
 import os
 import sys
 import time
+import zipfile
 
 import utils  # noqa: F401, sets TensorFlow's log level before Keras loads
 import keras
+
+import fast_lstm
 
 from utils import (DEFAULT_LEARNING_RATES, atomic_write_json,
                    checkpoint_name, fsync_file_and_replace, log)
@@ -34,21 +37,30 @@ OPTIMIZERS = {"sgd": keras.optimizers.SGD,
 # ---------------------------------------------------------------- network --
 
 def build_model(vocab_size, batch_size, seq_len, num_layers, rnn_size,
-                embedding_size, drop_rate):
+                embedding_size, drop_rate, precision="float32", fast=False):
     """Uncompiled model mapping int ids (batch_size, seq_len) to
-    probabilities (batch_size, seq_len, vocab_size)."""
+    probabilities (batch_size, seq_len, vocab_size).
+
+    precision: dtype policy of every layer but the float32 output layer
+    ("float32", "mixed_bfloat16" or "mixed_float16"). fast: FastLSTM
+    layers and a plain Dense over the sequence instead of TimeDistributed
+    (whose per-timestep slices cost a quarter of a training step); the
+    weights are the same, in the same order, either way.
+    """
+    lstm = fast_lstm.FastLSTM if fast else keras.layers.LSTM
     ids = keras.Input(batch_shape=(batch_size, seq_len), dtype="int32")
-    h = keras.layers.Embedding(vocab_size, embedding_size)(ids)
-    h = keras.layers.Dropout(drop_rate)(h)  # (batch, seq_len, embedding)
+    h = keras.layers.Embedding(vocab_size, embedding_size,
+                               dtype=precision)(ids)
+    h = keras.layers.Dropout(drop_rate, dtype=precision)(h)
     for _ in range(num_layers):
         # Default activations keep the layer eligible for the cuDNN kernel.
-        h = keras.layers.LSTM(rnn_size, return_sequences=True,
-                              stateful=True)(h)
-        h = keras.layers.Dropout(drop_rate)(h)  # (batch, seq_len, rnn_size)
+        h = lstm(rnn_size, return_sequences=True, stateful=True,
+                 dtype=precision)(h)
+        h = keras.layers.Dropout(drop_rate, dtype=precision)(h)
     dense = keras.layers.Dense(vocab_size, activation="softmax",
                                dtype="float32")
-    probs = keras.layers.TimeDistributed(dense)(h)  # (batch, seq, vocab)
-    return keras.Model(ids, probs)
+    probs = dense(h) if fast else keras.layers.TimeDistributed(dense)(h)
+    return keras.Model(ids, probs)  # probs: (batch, seq_len, vocab)
 
 
 def make_optimizer(optimizer, learning_rate, clip_norm):
@@ -60,8 +72,11 @@ def make_optimizer(optimizer, learning_rate, clip_norm):
 
 
 def compile_model(net, optimizer, learning_rate, clip_norm):
-    net.compile(optimizer=make_optimizer(optimizer, learning_rate, clip_norm),
-                loss="sparse_categorical_crossentropy")
+    optimizer = make_optimizer(optimizer, learning_rate, clip_norm)
+    # Keras adds loss scaling only under a global float16 policy.
+    if any(layer.dtype_policy.name == "mixed_float16" for layer in net.layers):
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    net.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
     return net
 
 
@@ -78,7 +93,11 @@ def save_checkpoint(net, folder, epoch, val_loss):
     path = os.path.join(folder, checkpoint_name(epoch, val_loss))
     # Keras wants the .keras suffix; the leading dot hides it from listings.
     tmp = os.path.join(folder, ".partial-" + os.path.basename(path))
-    net.save(tmp)
+    # A plain float32 Keras network, with the optimizer and its state;
+    # train.restore_model turns it back into the fast one.
+    copy = fast_lstm.standard_copy(net)
+    copy.compile(optimizer=net.optimizer, loss=net.loss)
+    copy.save(tmp)
     fsync_file_and_replace(tmp, path)
     for old in glob.glob(os.path.join(folder, "model-epoch*-val*.keras")):
         if old != path:
@@ -89,12 +108,16 @@ def save_checkpoint(net, folder, epoch, val_loss):
 def load_checkpoint(path):
     """The saved model, compiled, with its optimizer state. Raises
     ValueError when path is not a readable Keras checkpoint."""
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"cannot load checkpoint {path}: it is not a Keras "
+                         "checkpoint (damaged or truncated); use an intact "
+                         "run folder")
     try:
         return keras.models.load_model(path)
     except Exception as e:  # Keras raises many kinds for a damaged file
-        raise ValueError(f"cannot load checkpoint {path}: "
-                         f"{str(e).splitlines()[0] if str(e) else type(e)}; "
-                         "restore from an intact run folder") from None
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"cannot load checkpoint {path}: {first}; use an "
+                         "intact run folder") from None
 
 
 # -------------------------------------------------------------- callbacks --

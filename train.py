@@ -19,6 +19,7 @@ import argparse
 import math
 import os
 import random
+import shutil
 import sys
 import time
 
@@ -36,7 +37,7 @@ DEFAULTS = {
     "learning_rate": None, "clip_norm": 5.0, "optimizer": "rmsprop",
     "num_epochs": 10, "patience": 3, "min_delta": 0.01,
     "random_seed": None, "vocab": "fixed", "max_vocab_size": 256,
-    "max_bytes_in_ram": 64 * 2**20,
+    "max_bytes_in_ram": 64 * 2**20, "precision": "auto",
 }
 # Settings a restored run takes from its checkpoint; a flag that contradicts
 # one of them is refused because the saved weights or vocabulary depend on it.
@@ -44,6 +45,8 @@ FIXED_ON_RESTORE = ("num_layers", "rnn_size", "embedding_size", "batch_size",
                     "seq_len", "drop_rate", "optimizer", "clip_norm", "vocab",
                     "max_vocab_size")
 OPTIMIZER_NAMES = tuple(utils.DEFAULT_LEARNING_RATES)
+# Keras dtype policies; "auto" picks one per device (fast_lstm.py).
+PRECISION_NAMES = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 # Thresholds of the start-up warnings about usable but suspicious input.
 MIN_STEPS_PER_EPOCH = 10
 UNKNOWN_WARNING_SHARE = 0.01
@@ -63,6 +66,21 @@ def positive_int(text):
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{value}: must be a positive "
                                          "integer")
+    return value
+
+
+def seed_value(text):
+    value = int(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{value}: must be in 0 .. 2**32 - 1")
+    return value
+
+
+def vocab_size_value(text):
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{value}: must be at least 2 (the "
+                                         "unknown id and one character)")
     return value
 
 
@@ -92,7 +110,9 @@ def check_params(params):
     also called with plain dicts, by the search script and the tests)."""
     checks = {positive_int: ("num_layers", "rnn_size", "embedding_size",
                              "batch_size", "seq_len", "num_epochs",
-                             "max_vocab_size", "max_bytes_in_ram"),
+                             "max_bytes_in_ram"),
+              vocab_size_value: ("max_vocab_size",),
+              seed_value: ("random_seed",),
               drop_rate_value: ("drop_rate",),
               non_negative_float: ("clip_norm", "min_delta", "patience")}
     for check, names in checks.items():
@@ -100,7 +120,7 @@ def check_params(params):
             try:
                 check(str(params[name]))
             except (argparse.ArgumentTypeError, ValueError) as e:
-                raise ValueError(f"{name} {params[name]!r}: {e}") from None
+                raise ValueError(f"{name}: {e}") from None
     if params["learning_rate"] is not None:
         try:
             positive_float(str(params["learning_rate"]))
@@ -113,9 +133,15 @@ def check_params(params):
     if params["vocab"] not in utils.VOCAB_KINDS:
         raise ValueError(f"vocab {params['vocab']!r}: use one of "
                          f"{', '.join(utils.VOCAB_KINDS)}")
+    if params["precision"] not in PRECISION_NAMES:
+        raise ValueError(f"precision {params['precision']!r}: use one of "
+                         f"{', '.join(PRECISION_NAMES)}")
 
 
 def check_text_file(path, name):
+    if os.path.isdir(path):
+        raise ValueError(f"{name} file {path} is a folder: point --data-dir "
+                         "at the folder that holds train.txt and validate.txt")
     if not os.path.isfile(path):
         raise ValueError(f"{name} file {path} not found: point --data-dir at "
                          "a folder holding train.txt and validate.txt (make "
@@ -128,6 +154,8 @@ def check_text_file(path, name):
 
 def check_checkpoint_dir(folder, restore):
     """Refuse to overwrite a run, and to restore from anything but one."""
+    if not folder:
+        raise ValueError("--checkpoint-dir is empty: name a folder")
     exists = os.path.isdir(folder)
     if os.path.exists(folder) and not exists:
         raise ValueError(f"checkpoint dir {folder} is a file: choose a "
@@ -138,12 +166,28 @@ def check_checkpoint_dir(folder, restore):
             raise ValueError(f"--restore: {folder} holds no run (no "
                              f"{SETTINGS_FILE}); train into it without "
                              "--restore first")
+        check_writable(folder)
         return
     if exists and os.listdir(folder):
         what = "a run" if _holds_run_files(folder) else "other files"
         raise ValueError(f"checkpoint dir {folder} already holds {what}: "
                          "pass --restore to continue it, or choose a new "
                          "--checkpoint-dir")
+    check_writable(folder)
+
+
+def check_writable(folder):
+    """Fail now, not after an epoch, when the run folder cannot be written."""
+    existing = folder
+    while not os.path.isdir(existing):
+        existing = os.path.dirname(os.path.abspath(existing))
+    probe = os.path.join(existing, f".write-test-{os.getpid()}")
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_WRONLY, 0o600))
+        os.unlink(probe)
+    except OSError as e:
+        raise ValueError(f"cannot write into {existing} ({e.strerror}): "
+                         "choose a writable --checkpoint-dir") from None
 
 
 def _holds_run_files(folder):
@@ -169,12 +213,15 @@ def resolve_restore(params, saved):
                 "run in another --checkpoint-dir")
     if params.get("random_seed") is None:
         params["random_seed"] = saved.get("random_seed")
+    # Runs from before --precision trained in float32.
+    if params.get("precision") is None:
+        params["precision"] = saved.get("precision", "float32")
     return params
 
 
 def fill_defaults(params):
     for name, value in DEFAULTS.items():
-        if params.get(name) is None:
+        if params.get(name) is None and name != "data_dir":
             params[name] = value
     if params["random_seed"] is None:
         params["random_seed"] = random.randrange(2**31)
@@ -229,7 +276,9 @@ def load_run(params, folder):
                          "this toolkit")
     history = read_run_file(folder, HISTORY_FILE)
     _, epoch, val_loss = checkpoint
-    if history["best_val_loss"] is None or val_loss < history["best_val_loss"]:
+    # The name holds val_loss to 4 decimals; compare at that precision.
+    best = history["best_val_loss"]
+    if best is None or val_loss < round(best, 4):
         history["best_val_loss"], history["best_epoch"] = val_loss, epoch
     while len(history["epochs"]) < epoch:
         number = len(history["epochs"]) + 1
@@ -262,21 +311,43 @@ def train(params, train_text_path, val_text_path):
     params, vocab, train_stats, val_stats, history = prepare_run(
         params, train_text_path, val_text_path)
     folder = params["checkpoint_dir"]
+    import fast_lstm
+
+    params["precision"] = fast_lstm.resolve_precision(params["precision"])
+    if params.get("restore"):
+        return fit_run(params, vocab, train_stats, val_stats, history)
+
+    # A new run folder: settings, vocabulary, history
+    existed = os.path.isdir(folder)
+    os.makedirs(folder, exist_ok=True)
+    write_settings(folder, params, train_text_path, val_text_path)
+    utils.save_vocabulary(folder, vocab)
+    history = {"epochs": [], "best_val_loss": None, "best_epoch": None}
+    try:
+        return fit_run(params, vocab, train_stats, val_stats, history)
+    except BaseException:
+        # A run that failed before its first checkpoint leaves no trace, so
+        # the same command can be run again.
+        if utils.find_checkpoint(folder) is None:
+            shutil.rmtree(folder, ignore_errors=True)
+            if existed:
+                os.makedirs(folder, exist_ok=True)
+        raise
+
+
+def fit_run(params, vocab, train_stats, val_stats, history):
+    """Build or restore the model and fit it; the rest of train()."""
     import keras
     import model
 
-    # Run folder: settings, vocabulary, history
-    os.makedirs(folder, exist_ok=True)
-    if history is None:
-        history = {"epochs": [], "best_val_loss": None, "best_epoch": None}
-        write_settings(folder, params, train_text_path, val_text_path)
-        utils.save_vocabulary(folder, vocab)
+    folder = params["checkpoint_dir"]
     keras.utils.set_random_seed(params["random_seed"])
 
     # Model: a new one, or the best checkpoint with its optimizer state
     if params.get("restore"):
         path, _, _ = utils.find_checkpoint(folder)
-        net = model.load_checkpoint(path)
+        net = restore_model(path, params, vocab.size)
+        record_restore(folder, params)
         if params.get("learning_rate") is not None:
             net.optimizer.learning_rate.assign(params["learning_rate"])
         log(f"restored {path} (epoch {len(history['epochs'])}), learning "
@@ -285,7 +356,8 @@ def train(params, train_text_path, val_text_path):
         net = model.build_model(
             vocab.size, params["batch_size"], params["seq_len"],
             params["num_layers"], params["rnn_size"],
-            params["embedding_size"], params["drop_rate"])
+            params["embedding_size"], params["drop_rate"],
+            precision=params["precision"], fast=True)
         model.compile_model(net, params["optimizer"], params["learning_rate"],
                             params["clip_norm"])
 
@@ -294,8 +366,8 @@ def train(params, train_text_path, val_text_path):
                                   params["seq_len"])
     val_steps = utils.steps_per_epoch(val_stats.num_chars,
                                       params["batch_size"], params["seq_len"])
-    train_data = make_dataset(train_text_path, train_stats, vocab, params)
-    val_data = make_dataset(val_text_path, val_stats, vocab, params)
+    train_data = make_dataset(train_stats.path, train_stats, vocab, params)
+    val_data = make_dataset(val_stats.path, val_stats, vocab, params)
     log_summary(params, vocab, train_stats, val_stats, net, steps, val_steps)
 
     # Fit
@@ -312,12 +384,63 @@ def train(params, train_text_path, val_text_path):
     if recorder.diverged:
         raise LossDiverged(recorder.diverged)
     best = min((e for e in history["epochs"] if e["val_loss"] is not None),
-               key=lambda e: e["val_loss"])
+               key=lambda e: e["val_loss"], default=None)
+    if best is None:
+        raise LossDiverged("val_loss was never finite, so no checkpoint was "
+                           "written: lower --learning-rate or set "
+                           "--clip-norm")
     log(f"best val_loss {best['val_loss']:.4f} at epoch {best['epoch']}: "
         f"{utils.find_checkpoint(folder)[0]}")
     epochs_run = len(history["epochs"]) - initial_epoch
     loss = float("nan") if best["loss"] is None else best["loss"]
     return net, loss, best["val_loss"], epochs_run
+
+
+def restore_model(path, params, vocab_size):
+    """The checkpoint at path, compiled, as the fast network at
+    params["precision"]. A checkpoint saved otherwise (an older run, or
+    another --precision) is rebuilt; weights and optimizer state carry
+    over."""
+    import fast_lstm
+    import keras
+    import model
+
+    net = model.load_checkpoint(path)
+    if net.output_shape[-1] != vocab_size:
+        raise ValueError(f"--restore: {path} predicts {net.output_shape[-1]}"
+                         f" symbols but {utils.VOCAB_FILE} holds {vocab_size}"
+                         "; the run folder was changed, restore from an "
+                         "intact one")
+    lstms = [x for x in net.layers if isinstance(x, keras.layers.LSTM)]
+    if all(isinstance(x, fast_lstm.FastLSTM)
+           and x.dtype_policy.name == params["precision"] for x in lstms):
+        return net
+    fresh = model.build_model(
+        vocab_size, params["batch_size"], params["seq_len"],
+        params["num_layers"], params["rnn_size"], params["embedding_size"],
+        params["drop_rate"], precision=params["precision"], fast=True)
+    fresh.set_weights(net.get_weights())
+    model.compile_model(fresh, params["optimizer"],
+                        float(net.optimizer.learning_rate),
+                        params["clip_norm"])
+    fresh.optimizer.build(fresh.trainable_variables)
+    old, new = (getattr(opt, "inner_optimizer", opt)
+                for opt in (net.optimizer, fresh.optimizer))
+    for source, target in zip(old.variables, new.variables, strict=True):
+        target.assign(source)
+    return fresh
+
+
+def record_restore(folder, params):
+    """Keep settings.json's precision that of the run's checkpoints, and
+    note each restore's command line and learning rate."""
+    path = os.path.join(folder, SETTINGS_FILE)
+    settings = utils.read_json(path)
+    settings["precision"] = params["precision"]
+    settings.setdefault("restores", []).append({
+        "command_line": params.get("command_line", sys.argv),
+        "learning_rate": params.get("learning_rate")})
+    utils.atomic_write_json(path, settings)
 
 
 def make_dataset(path, stats, vocab, params):
@@ -359,7 +482,8 @@ def log_summary(params, vocab, train_stats, val_stats, net, steps,
         f"({100 * unknown / train_stats.num_chars:.2f}%)")
     log(f"validation text: {val_stats.num_chars:,} characters")
     log(f"vocabulary: {vocab.size:,} symbols ({vocab.kind}); "
-        f"parameters: {net.count_params():,}")
+        f"parameters: {net.count_params():,}; precision: "
+        f"{params['precision']}")
     log(f"steps per epoch: {steps:,} training, {val_steps:,} validation "
         f"({chars_per_step:,} characters each); unused tail: "
         f"{train_stats.num_chars - 1 - steps * chars_per_step:,} characters")
@@ -371,7 +495,8 @@ def log_summary(params, vocab, train_stats, val_stats, net, steps,
     if unknown > UNKNOWN_WARNING_SHARE * train_stats.num_chars:
         log(f"warning: {100 * unknown / train_stats.num_chars:.1f}% of the "
             f"training text is unknown to the {vocab.kind} vocabulary: "
-            "consider --vocab corpus or a larger --max-vocab-size")
+            + ("consider --vocab corpus" if vocab.kind == "fixed" else
+               "consider a larger --max-vocab-size"))
 
 
 # ------------------------------------------------------------ entry point --
@@ -389,7 +514,7 @@ def create_parser():
                    "fine-tuned on any text; 'corpus': the most frequent "
                    "characters of train.txt, emoji included "
                    f"(default: {DEFAULTS['vocab']})")
-    g.add_argument("--max-vocab-size", type=positive_int, help="cap for "
+    g.add_argument("--max-vocab-size", type=vocab_size_value, help="cap for "
                    f"--vocab corpus (default: {DEFAULTS['max_vocab_size']})")
     g.add_argument("--max-bytes-in-ram", type=positive_int, help="text held "
                    "in memory at once, in bytes (default: "
@@ -404,6 +529,12 @@ def create_parser():
                        help=f"{text} (default: {DEFAULTS[name]})")
     g.add_argument("--drop-rate", type=drop_rate_value, help="dropout after "
                    f"each layer (default: {DEFAULTS['drop_rate']})")
+    g.add_argument("--precision", choices=PRECISION_NAMES, help="dtype "
+                   "policy of the products; weights and loss stay float32. "
+                   "auto: mixed_bfloat16 on a CPU with AMX or AVX512-BF16, "
+                   "mixed_float16 on a GPU with tensor cores, else float32; "
+                   "with --restore, the run's own unless given (default: "
+                   f"{DEFAULTS['precision']})")
     g = p.add_argument_group("optimization")
     g.add_argument("--optimizer", choices=OPTIMIZER_NAMES,
                    help=f"(default: {DEFAULTS['optimizer']})")
@@ -422,7 +553,7 @@ def create_parser():
                    f"(default: {DEFAULTS['patience']})")
     g.add_argument("--min-delta", type=non_negative_float, help="(default: "
                    f"{DEFAULTS['min_delta']})")
-    g.add_argument("--random-seed", type=int, help="seed for weights and "
+    g.add_argument("--random-seed", type=seed_value, help="seed for weights and "
                    "dropout (default: drawn at random and saved in "
                    "settings.json)")
     g = p.add_argument_group("output")
@@ -434,6 +565,17 @@ def create_parser():
     # The help strings state the defaults; argparse's own would say "None".
     p.formatter_class = argparse.HelpFormatter
     return p
+
+
+def tf_message(e):
+    """First line of a TensorFlow error, with a hint for the usual cause."""
+    name = type(e).__name__
+    first = (str(e).strip().splitlines() or [name])[0][:200]
+    if name == "ResourceExhaustedError":
+        return (f"out of memory ({first}): lower --rnn-size, --batch-size or "
+                "--num-layers")
+    return (f"{name}: {first}; if the loss was climbing, lower "
+            "--learning-rate")
 
 
 def text_paths(data_dir, args):
@@ -457,12 +599,28 @@ def main(argv=None):
         sys.argv[1:] if argv is None else argv)
     data_dir = params.pop("data_dir")
     try:
-        train(params, *text_paths(data_dir, args))
+        _, _, val_loss, _ = train(params, *text_paths(data_dir, args))
     except (ValueError, LossDiverged) as e:
         sys.exit(f"error: {e}")
+    except (MemoryError, RecursionError) as e:
+        sys.exit(f"error: the model does not fit ({type(e).__name__}): "
+                 "lower --num-layers, --rnn-size or --batch-size")
     except KeyboardInterrupt:
-        sys.exit("interrupted: the best checkpoint so far is kept; continue "
-                 "with --restore")
+        kept = utils.find_checkpoint(params["checkpoint_dir"] or ".")
+        print("interrupted: " + ("the best checkpoint so far is kept; "
+                                 "continue with --restore" if kept else
+                                 "no checkpoint was written yet"),
+              file=sys.stderr)
+        return 130
+    except OSError as e:
+        sys.exit(f"error: {e.filename or ''}: {e.strerror or e}; check the "
+                 "folder's space and permissions")
+    except Exception as e:  # TensorFlow's own errors, raised from fit()
+        if type(e).__module__.startswith("tensorflow"):
+            sys.exit(f"error: TensorFlow stopped training: {tf_message(e)}")
+        raise
+    # The result: the best checkpoint, for scripts to pick up.
+    print(utils.find_checkpoint(params["checkpoint_dir"])[0])
     return 0
 
 

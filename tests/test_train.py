@@ -19,6 +19,11 @@ TINY = ["--rnn-size", "32", "--embedding-size", "8", "--batch-size", "8",
         "--seq-len", "16", "--random-seed", "1"]
 
 
+def corpus_vocab(text):
+    counts = {ord(c): text.count(c) for c in set(text)}
+    return utils.build_vocabulary("corpus", counts)
+
+
 def run_main(argv, capsys):
     """(exit code, stderr) of train.main(argv)."""
     try:
@@ -106,7 +111,10 @@ def bad_inputs(tmp_path):
     ok.mkdir()
     for name in ("train.txt", "validate.txt"):
         (ok / name).write_text("some text\n" * 100)
-    return {"ok": ok, "damaged": damaged, "missing": tmp_path / "nowhere",
+    folder = tmp_path / "folder"
+    (folder / "train.txt").mkdir(parents=True)
+    return {"folder": folder, "nowhere": tmp_path / "nowhere",
+            "ok": ok, "damaged": damaged, "missing": tmp_path / "nowhere",
             "empty": empty,
             "empty_val": empty_val, "short": short, "bad": bad,
             "other": other, "junk": junk}
@@ -123,6 +131,9 @@ BAD_CASES = [  # (data dir, checkpoint dir, extra flags, expected message)
     ("short", None, ["--restore"], "--restore: .* holds no run"),
     ("short", "other", ["--restore"], "--restore: .* holds no run"),
     ("short", "junk", ["--restore"], "cannot read .*settings.json"),
+    ("ok", "nowhere", ["--checkpoint-dir", "/proc/charlstm-test"],
+     "cannot write into /proc .*: choose a writable --checkpoint-dir"),
+    ("folder", None, [], "training file .*train.txt is a folder"),
     ("ok", "damaged", ["--restore"],
      "cannot load checkpoint .*model-epoch001-val1.0000.keras"),
 ]
@@ -150,18 +161,20 @@ def test_bad_input(tmp_path, capsys, data, ckpt, extra, message):
     ("--rnn-size", "0"), ("--batch-size", "-4"), ("--seq-len", "abc"),
     ("--drop-rate", "1.0"), ("--drop-rate", "-0.1"), ("--num-layers", "0"),
     ("--learning-rate", "0"), ("--clip-norm", "-1"), ("--optimizer", "lbfgs"),
-    ("--clip-norm", "nan")])
+    ("--clip-norm", "nan"), ("--random-seed", "-1"),
+    ("--random-seed", str(2**32)), ("--max-vocab-size", "1")])
 def test_bad_values(tmp_path, capsys, flag, value):
     code, err = run_main(["--checkpoint-dir", tmp_path / "c", flag, value],
                          capsys)
     assert code == 2
     assert err.startswith(f"error: argument {flag}") and err.count("\n") == 1
+    assert not (tmp_path / "c").exists()
 
 
 # train() called directly (as the search does) raises ValueError quoting
 # the value.
 def test_train_checks_params(tmp_path, corpus):
-    with pytest.raises(ValueError, match="drop_rate 1.5"):
+    with pytest.raises(ValueError, match=r"drop_rate: 1.5: must be in \[0, 1\)"):
         train.train({"checkpoint_dir": str(tmp_path / "c"), "drop_rate": 1.5},
                     str(corpus / "train.txt"), str(corpus / "validate.txt"))
 
@@ -278,6 +291,19 @@ def test_restore_after_stale_history(run, corpus, tmp_path, capsys):
                                            history["epochs"][2]["val_loss"])
 
 
+# A vocab.json that no longer matches the checkpoint is refused, and the
+# run is left as it was.
+def test_restore_refuses_changed_vocabulary(run, tmp_path, capsys):
+    folder = tmp_path / "run"
+    subprocess.run(["cp", "-r", str(run), str(folder)], check=True)
+    utils.save_vocabulary(str(folder), corpus_vocab("ab"))
+    before = (folder / "history.json").read_bytes()
+    code, err = run_main(["--checkpoint-dir", folder, "--restore"], capsys)
+    assert code == 1
+    assert re.search(r"predicts 98 symbols but vocab.json holds 3", err), err
+    assert (folder / "history.json").read_bytes() == before
+
+
 # A restore with an architecture flag that contradicts the run is refused.
 def test_restore_refuses_other_shape(run, corpus, capsys):
     code, err = run_main(["--data-dir", corpus, "--checkpoint-dir", run,
@@ -298,7 +324,8 @@ def test_exploding_loss_stops_training(corpus, tmp_path, capsys):
     assert re.match(r"error: loss became \S+ at epoch 1 step \d+ \(a uniform "
                     r"guess scores 4.5850\)", err), err
     assert "no checkpoint was written" in err
-    assert utils.find_checkpoint(str(folder)) is None
+    # A run that wrote no checkpoint leaves no folder to trip over.
+    assert not folder.exists()
 
 
 # Usable but suspicious input trains, with a warning that names the fix.
@@ -307,10 +334,13 @@ def test_warnings(tmp_path, capsys):
     data.mkdir()
     (data / "train.txt").write_text("déjà vu ça été\n" * 40, "utf-8")
     (data / "validate.txt").write_text("déjà vu\n" * 30, "utf-8")
-    code, err = run_main(["--data-dir", data, "--checkpoint-dir",
-                          tmp_path / "run", "--num-epochs", "1"] + TINY,
-                         capsys)
+    code = train.main([str(a) for a in ["--data-dir", data,
+                       "--checkpoint-dir", tmp_path / "run", "--num-epochs",
+                       "1"] + TINY])
+    out, err = capsys.readouterr()
     assert code == 0
+    # The result, the best checkpoint's path, is the only line on stdout.
+    assert out == utils.find_checkpoint(str(tmp_path / "run"))[0] + "\n"
     assert "warning: only 4 steps per epoch" in err
     assert ("warning: 33.3% of the training text is unknown to the fixed "
             "vocabulary: consider --vocab corpus") in err
