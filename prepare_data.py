@@ -20,16 +20,21 @@ the path of the split folder.
 
 Sizes: train and validate get round(n * fraction) lines (Python's round,
 halves to even), test gets the rest. The validate subset has N // 4 lines,
-at least one. Subset names write a count that is a
-whole number of millions or thousands as "<count>m" or "<count>k" and any
-other count in full: 80000 -> train-80k.txt and validate-20k.txt, 1500 ->
-train-1500.txt and validate-375.txt.
+at least one. A subset never holds more than its part: asked for more, it
+holds the whole part, is named by the lines it really holds, and a warning
+says so. Subset names write a count that is a whole number of millions or
+thousands as "<count>m" or "<count>k" and any other count in full: 80000 ->
+train-80k.txt and validate-20k.txt, 1500 -> train-1500.txt and
+validate-375.txt. With --force, subset files of an earlier run that this
+run does not rewrite are removed (and named on stderr), so that no file of
+the folder keeps an old shuffle.
 """
 
 import argparse
 import importlib.util
 import os
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -50,6 +55,10 @@ DEFAULTS = {
 }
 BUNDLED_NAME = "fortunes"
 SPLIT_PARTS = ("train", "validate", "test")
+# Names of the subset files output_files() writes (train-80k.txt, ...); with
+# --force, those of an earlier run that this run does not rewrite are
+# removed, as they hold an old shuffle.
+SUBSET_FILE = re.compile(r"(train|validate)-\d+[km]?\.txt")
 
 # Readers other than ours (str.splitlines, some editors) end a line at these,
 # so inside a sample they become spaces.
@@ -69,6 +78,10 @@ log = utils.log
 
 def warn(message):
     log(f"warning: {message}")
+
+
+def plural(n, noun):
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def read_lines(path):
@@ -124,8 +137,8 @@ def read_tsv_samples(path, tsv_column):
     if n_rows and n_short == n_rows:
         raise ValueError(
             f"--tsv-column {tsv_column} is out of range for every row of "
-            f"'{path}': rows have at most {max_columns} columns, counted "
-            f"from 0")
+            f"'{path}': rows have at most {plural(max_columns, 'column')}, "
+            f"counted from 0")
     return samples, n_short, n_rows
 
 
@@ -250,27 +263,51 @@ def compact_count(n):
     return str(n)
 
 
-def output_files(subset_lines):
-    """Return {file name: (part, lines to take, None for all)}."""
+def output_files(subset_lines, part_sizes):
+    """Return {file name: (part, lines to take, None for all)}.
+
+    Subsets take subset_lines lines of train and subset_lines // 4 (at
+    least one) of validate, at most all the part has (part_sizes: {part:
+    lines}); each is named by the lines it holds, with a warning when that
+    is fewer than asked for.
+    """
     files = {f"{part}.txt": (part, None) for part in SPLIT_PARTS}
-    if subset_lines is not None:
-        n_validate = max(1, subset_lines // 4)
-        files[f"train-{compact_count(subset_lines)}.txt"] = (
-            "train", subset_lines)
-        files[f"validate-{compact_count(n_validate)}.txt"] = (
-            "validate", n_validate)
+    if subset_lines is None:
+        return files
+    for part, asked in (("train", subset_lines),
+                        ("validate", max(1, subset_lines // 4))):
+        n = min(asked, part_sizes[part])
+        file = f"{part}-{compact_count(n)}.txt"
+        files[file] = (part, n)
+        if n < asked:
+            warn(f"{file} holds all {n:,} lines of {part}.txt, fewer than "
+                 f"the {asked:,} that --subset-lines {subset_lines} asks "
+                 "for")
     return files
 
 
 def take_lines(files, parts):
     """Return {file name: lines} for output_files() from the split parts."""
-    contents = {}
-    for file, (part, n) in files.items():
-        contents[file] = parts[part][:n]
-        if n is not None and len(parts[part]) < n:
-            warn(f"{file} holds only {len(parts[part]):,} of the {n:,} lines "
-                 f"asked for, all that {part}.txt has")
-    return contents
+    return {file: parts[part][:n] for file, (part, n) in files.items()}
+
+
+def existing_files(folder):
+    """The split and subset files folder holds, sorted."""
+    if not folder.is_dir():
+        return []
+    return sorted(path.name for path in folder.iterdir()
+                  if path.name in {f"{p}.txt" for p in SPLIT_PARTS}
+                  or SUBSET_FILE.fullmatch(path.name))
+
+
+def remove_stale_subsets(folder, files):
+    """Delete the subset files in folder that are not in files (an earlier
+    run's shuffle); returns their names."""
+    stale = [name for name in existing_files(folder)
+             if SUBSET_FILE.fullmatch(name) and name not in files]
+    for name in stale:
+        (folder / name).unlink()
+    return stale
 
 
 def write_temp(path, lines):
@@ -363,14 +400,16 @@ def prepare(input_path=None, name=None, *, format=DEFAULTS["format"],
         subset_lines: if set, also write the first subset_lines lines of
             train and a quarter as many of validate.
         out_dir: folder that holds the split folder.
-        force: replace files the split folder already holds.
+        force: replace the split and subset files the split folder
+            already holds, and remove those subset files not rewritten.
 
     Returns:
         {file name: (lines, characters)} for each file written.
 
     Raises:
         ValueError: on a bad setting, unreadable or empty input, too few
-            samples, or files already present without force.
+            samples, or split or subset files already present without
+            force.
     """
     name = default_name(input_path) if name is None else name
     check_settings(input_path, name, format, tsv_column, train_fraction,
@@ -378,8 +417,7 @@ def prepare(input_path=None, name=None, *, format=DEFAULTS["format"],
 
     # refuse before reading a possibly large input
     folder = split_folder(out_dir, name)
-    files = output_files(subset_lines)
-    existing = [file for file in files if (folder / file).exists()]
+    existing = existing_files(folder)
     if existing and not force:
         raise ValueError(
             f"'{folder}' already holds {', '.join(existing)}; pass --force "
@@ -395,8 +433,14 @@ def prepare(input_path=None, name=None, *, format=DEFAULTS["format"],
     for note in notes:
         log(note)
 
+    files = output_files(subset_lines,
+                         {part: len(lines) for part, lines in parts.items()})
     folder.mkdir(parents=True, exist_ok=True)
     counts = write_files(folder, take_lines(files, parts))
+    stale = remove_stale_subsets(folder, files)
+    if stale:
+        log(f"removed {', '.join(stale)}: subset files of an earlier split "
+            "that this one replaces")
     for file, (n_lines, n_chars) in counts.items():
         log(f"  {file:<24}{n_lines:>12,} lines{n_chars:>16,} characters")
     return counts
@@ -443,8 +487,9 @@ def create_parser():
         metavar="N",
         help="also write train-<N>.txt with the first N lines of train and "
              "validate-<N/4>.txt with the first N//4 (at least 1) of "
-             "validate; 80000 gives train-80k.txt and validate-20k.txt "
-             "(default: no subsets)")
+             "validate; 80000 gives train-80k.txt and validate-20k.txt; "
+             "a subset larger than its part holds the whole part and is "
+             "named by its real count (default: no subsets)")
 
     output = parser.add_argument_group("output")
     output.add_argument(
@@ -456,8 +501,9 @@ def create_parser():
         help="folder for split folders (default: data/ beside this script)")
     output.add_argument(
         "--force", action="store_true",
-        help="replace files the split folder already holds (default: "
-             "refuse)")
+        help="replace the split and subset files the split folder already "
+             "holds, removing subset files this run does not rewrite "
+             "(default: refuse)")
     return parser
 
 

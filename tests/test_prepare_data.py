@@ -203,12 +203,16 @@ def test_compact_count(n, expected):
 
 
 # Subset files hold the first N lines of train and N/4 (at least one) of
-# validate; a short split gives what it has and a warning.
+# validate; a short split gives what it has, named by the lines it holds,
+# and a warning. 40 lines split 32/4/4; 5000 split 4000/500/500.
 @pytest.mark.parametrize("n, subset_lines, expected, short", [
     (40, 8, {"train-8.txt": 8, "validate-2.txt": 2}, False),
     (40, 1, {"train-1.txt": 1, "validate-1.txt": 1}, False),
-    (40, 100, {"train-100.txt": 32, "validate-25.txt": 4}, True),
-    (5000, 4000, {"train-4k.txt": 4000, "validate-1k.txt": 500}, True),
+    (40, 32, {"train-32.txt": 32, "validate-4.txt": 4}, True),
+    (40, 100, {"train-32.txt": 32, "validate-4.txt": 4}, True),
+    (40, 10**20, {"train-32.txt": 32, "validate-4.txt": 4}, True),
+    (5000, 4000, {"train-4k.txt": 4000, "validate-500.txt": 500}, True),
+    (5000, 2000, {"train-2k.txt": 2000, "validate-500.txt": 500}, False),
 ])
 def test_subset_files(tmp_path, capsys, n, subset_lines, expected, short):
     path = write_input(tmp_path, numbered(n))
@@ -223,6 +227,69 @@ def test_subset_files(tmp_path, capsys, n, subset_lines, expected, short):
         assert len(lines) == counts[name][0] == n_lines
         assert lines == parts[name.split("-")[0]][:n_lines]
     assert ("warning:" in capsys.readouterr().err) == short
+
+
+# A huge --subset-lines is capped at the split's size: the files are named
+# by the lines they hold, and the warning says how many were asked for.
+def test_huge_subset_is_capped(tmp_path, capsys):
+    path = write_input(tmp_path, numbered(40))
+    code, _, err = run_main(["--input", path, "--out-dir", tmp_path,
+                             "--subset-lines", "99999999999999999999"],
+                            capsys)
+    assert code == 0
+    assert sorted(p.name for p in (tmp_path / "corpus-split").iterdir()) \
+        == ["test.txt", "train-32.txt", "train.txt", "validate-4.txt",
+            "validate.txt"]
+    assert err.splitlines()[1:3] == [
+        "warning: train-32.txt holds all 32 lines of train.txt, fewer than "
+        "the 99,999,999,999,999,999,999 that --subset-lines "
+        "99999999999999999999 asks for",
+        "warning: validate-4.txt holds all 4 lines of validate.txt, fewer "
+        "than the 24,999,999,999,999,999,999 that --subset-lines "
+        "99999999999999999999 asks for"]
+
+
+# --force after a split with subsets removes the old subset files it does
+# not rewrite (they hold the old shuffle) and says which; other files stay.
+@pytest.mark.parametrize("second, kept, removed", [
+    ([], [], ["train-8.txt", "validate-2.txt"]),
+    (["--subset-lines", "4"], ["train-4.txt", "validate-1.txt"],
+     ["train-8.txt", "validate-2.txt"]),
+    (["--subset-lines", "8"], ["train-8.txt", "validate-2.txt"], []),
+])
+def test_force_removes_stale_subsets(tmp_path, capsys, second, kept,
+                                     removed):
+    path = write_input(tmp_path, numbered(50))
+    folder = tmp_path / "corpus-split"
+    argv = ["--input", path, "--out-dir", tmp_path]
+    assert run_main(argv + ["--subset-lines", "8"], capsys)[0] == 0
+    (folder / "train-notes.txt").write_text("mine")
+    code, _, err = run_main(argv + ["--random-seed", 5, "--force", *second],
+                            capsys)
+    assert code == 0
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["train.txt", "validate.txt", "test.txt", "train-notes.txt", *kept])
+    line = (f"removed {', '.join(removed)}: subset files of an earlier "
+            "split that this one replaces")
+    assert (line in err.splitlines()) == bool(removed)
+    parts = read_parts(folder)
+    for name in kept:
+        lines = (folder / name).read_text().splitlines()
+        assert lines == parts[name.split("-")[0]][:len(lines)]
+
+
+# Without --force, subset files alone are enough to refuse, untouched.
+def test_subset_files_alone_need_force(tmp_path, capsys):
+    path = write_input(tmp_path, numbered(50))
+    folder = tmp_path / "corpus-split"
+    folder.mkdir()
+    (folder / "train-1k.txt").write_text("old\n")
+    code, out, err = run_main(["--input", path, "--out-dir", tmp_path],
+                              capsys)
+    assert (code, out) == (1, "")
+    assert err == (f"error: '{folder}' already holds train-1k.txt; pass "
+                   "--force to replace them or choose another --name\n")
+    assert folder_bytes(folder) == {"train-1k.txt": b"old\n"}
 
 
 # Counts are lines and characters (newlines included) of each file.
@@ -291,6 +358,8 @@ TSV = "u1\tt1\thello\t2010\nu2\tt2\tbye\t2010\n"
     (numbered(20), ["--subset-lines", "-5"], 2, "--subset-lines -5"),
     (numbered(20), ["--subset-lines", "many"], 2, "'many'"),
     (TSV, ["--format", "tsv", "--tsv-column", "4"], 1, "--tsv-column 4"),
+    ("a\nb\n", ["--format", "tsv", "--tsv-column", "1"], 1,
+     "rows have at most 1 column, counted from 0"),
     (TSV, ["--format", "tsv", "--tsv-column", "-1"], 2, "--tsv-column -1"),
     (None, ["--format", "tsv"], 2, "needs --input"),
     (numbered(20), ["--train-fraction", "0"], 2, "--train-fraction 0.0"),
