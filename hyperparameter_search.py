@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import random
+import re
 import shlex
 import shutil
 import signal
@@ -78,6 +79,16 @@ DATA_FILES = (("train-80k.txt", "validate-20k.txt"),
 # Settings that must match when a search is resumed (num_trials may grow).
 FIXED_ON_RESUME = ("max_epochs_per_trial", "algo", "random_seed", "space",
                    "train_path", "val_path")
+# Seeds numpy's generator accepts and train.py's seed + n stays an int.
+MAX_SEED = 2**32 - 1
+# Spark master URLs: local, local[N], local[*], local[N,F], yarn,
+# spark://HOST:PORT[,HOST:PORT...], k8s://...
+SPARK_MASTER = re.compile(
+    r"local(\[(\d+|\*)(,\d+)?\])?|yarn"
+    r"|spark://[^\s/:,]+:\d+(,[^\s/:,]+:\d+)*|k8s://\S+")
+# train.py flags that lead each trials.csv train_flags cell, so that a
+# --num-epochs typed after the pasted cell wins.
+LEADING_FLAGS = ("num_epochs", "random_seed")
 SEARCH_FILE = "search.json"
 TRIAL_FILE = "trial.json"
 CSV_FILE = "trials.csv"
@@ -107,6 +118,102 @@ settings are rounded; sampled fractions keep 4 significant digits. Example:
   {"rnn_size": {"choice": [64, 128]}, "drop_rate": {"uniform": [0, 0.2]},
    "learning_rate": {"loguniform": [0.0001, 0.01]}, "num_layers": 1}
 """
+
+
+# ------------------------------------------------------------- flag values --
+
+def seed_value(value):
+    """A search seed: an integer from 0 to MAX_SEED (text or int)."""
+    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+        value = int(value)
+    if not _is_int(value) or not 0 <= value <= MAX_SEED:
+        raise ValueError(f"{value!r} is not an integer from 0 to "
+                         f"{MAX_SEED}")
+    return value
+
+
+def count_value(value):
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"{value!r} is not a positive integer")
+    return value
+
+
+def gpu_ids(value):
+    """GPU ids from "0,1,2" (or a list): distinct non-negative integers,
+    as strings for CUDA_VISIBLE_DEVICES."""
+    text = value if isinstance(value, str) else ",".join(map(str, value))
+    ids = text.split(",")
+    if not all(re.fullmatch(r"\d+", i) for i in ids):
+        raise ValueError(f"{text!r} is not a comma-separated list of GPU "
+                         "ids such as 0,1,2,3")
+    ids = [str(int(i)) for i in ids]
+    twice = sorted({i for i in ids if ids.count(i) > 1}, key=int)
+    if twice:
+        raise ValueError(f"{text!r} names GPU {', '.join(twice)} more than "
+                         "once: list each GPU once")
+    return ids
+
+
+def spark_master_url(value):
+    if not isinstance(value, str) or not SPARK_MASTER.fullmatch(value):
+        raise ValueError(f"{value!r} is not a Spark master URL: use local, "
+                         "local[N], spark://HOST:PORT, yarn or "
+                         "k8s://https://HOST:PORT")
+    return value
+
+
+def path_value(value):
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{value!r} is not a path: give a file or folder "
+                         "name (an empty one would mean the current folder)")
+    return value
+
+
+def algo_value(value):
+    if value not in ("tpe", "rand"):
+        raise ValueError(f"{value!r} is not an algorithm: use tpe or rand")
+    return value
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def flag_type(check):
+    """check as an argparse type: its ValueError becomes argparse's one
+    error line, which names the flag."""
+    def parse(text):
+        try:
+            return check(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parse.__name__ = check.__name__
+    return parse
+
+
+# The checks argparse runs, run again for settings given to search().
+FLAG_CHECKS = {
+    "num_trials": count_value, "max_epochs_per_trial": count_value,
+    "parallelism": count_value, "algo": algo_value,
+    "random_seed": seed_value, "gpus": gpu_ids,
+    "spark_master": spark_master_url, "experiment_dir": path_value,
+    "data_dir": path_value, "train_path": path_value,
+    "val_path": path_value, "space": path_value,
+}
+
+
+def check_flag_values(s):
+    """Check every given setting as its flag's argparse type would."""
+    for name, check in FLAG_CHECKS.items():
+        if s.get(name) is not None:
+            try:
+                s[name] = check(s[name])
+            except ValueError as e:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} {e}") from None
 
 
 # ------------------------------------------------------------ search space --
@@ -151,7 +258,8 @@ def check_space_entry(label, entry, where):
     else:
         values = distribution_ends(label, entry, where)
     for value in values:
-        params = dict(train.DEFAULTS)
+        # random_seed is None until train() draws one; check_params wants it
+        params = dict(train.DEFAULTS, random_seed=0)
         try:
             params[label] = coerce(label, value)
             train.check_params(params)
@@ -271,12 +379,66 @@ def trial_folders(exp_dir):
 
 
 def read_records(exp_dir):
-    """The finished trials' records (trial.json), by trial_num."""
+    """The finished trials' records (trial.json), by trial_num. Raises
+    ValueError naming a record that cannot be read or is damaged."""
     records = []
-    for _, folder in sorted(trial_folders(exp_dir).items()):
+    for num, folder in sorted(trial_folders(exp_dir).items()):
         path = os.path.join(folder, TRIAL_FILE)
-        if os.path.isfile(path):
-            records.append(utils.read_json(path))
+        if not os.path.isfile(path):
+            continue
+        try:
+            records.append(check_record(utils.read_json(path), num))
+        except (OSError, ValueError) as e:
+            raise ValueError(f"trial record {path} is damaged ({e}): delete "
+                             f"the folder {folder} and run the search with "
+                             f"--resume to train trial {num} again") \
+                from None
+    return records
+
+
+# The fields every record has, and those of a finished ("ok") one.
+RECORD_FIELDS = {"trial_num": int, "status": str, "params": dict,
+                 "hyperopt_vals": dict}
+OK_RECORD_FIELDS = {"val_loss": (int, float), "train_loss": (int, float),
+                    "num_epochs": int, "avg_epoch_seconds": (int, float)}
+
+
+def check_record(r, num):
+    """r, if it is the record of trial num; else ValueError saying why."""
+    if not isinstance(r, dict):
+        raise ValueError("not a JSON object")
+    fields = dict(RECORD_FIELDS, **OK_RECORD_FIELDS) \
+        if r.get("status") == "ok" else dict(RECORD_FIELDS, error=str)
+    for name, kind in fields.items():
+        if not isinstance(r.get(name), kind) or isinstance(r[name], bool):
+            raise ValueError(f"{name} missing or of the wrong type")
+    if r["trial_num"] != num:
+        raise ValueError(f"trial_num {r['trial_num']} in folder {num}")
+    if r["status"] not in ("ok", "failed"):
+        raise ValueError(f"status {r['status']!r}")
+    return r
+
+
+def check_records(s, records):
+    """records, if they fit the search s: their hyperopt values are those
+    of its space, and they are no more than its num_trials."""
+    labels = set(searched(s["space"]))
+    for r in records:
+        vals = r["hyperopt_vals"]
+        if set(vals) != labels or not all(
+                isinstance(v, list) and len(v) == 1 for v in vals.values()):
+            folder = os.path.join(s["experiment_dir"], str(r["trial_num"]))
+            raise ValueError(
+                f"trial record {os.path.join(folder, TRIAL_FILE)} is "
+                f"damaged (hyperopt_vals do not match the search space): "
+                f"delete the folder {folder} and run the search with "
+                f"--resume to train trial {r['trial_num']} again")
+    if len(records) > s["num_trials"]:
+        raise ValueError(f"--resume: the search asks for "
+                         f"{plural(s['num_trials'], 'trial')} but "
+                         f"{len(records)} are already done in "
+                         f"{s['experiment_dir']}: pass --num-trials "
+                         f"{len(records)} or more")
     return records
 
 
@@ -663,9 +825,12 @@ def pareto_front(records):
 def train_flags(params):
     """params as train.py flags: each setting's flag is its name with
     dashes; None (the default, e.g. the optimizer's learning rate) is
-    left out, and floats keep every digit."""
+    left out, and floats keep every digit. --num-epochs and --random-seed
+    come first, so that the same flag typed after the cell wins."""
     flags = []
-    for name in train.DEFAULTS:
+    names = [*LEADING_FLAGS, *(n for n in train.DEFAULTS
+                               if n not in LEADING_FLAGS)]
+    for name in names:
         value = params.get(name)
         if value is not None:
             text = repr(value) if isinstance(value, float) else str(value)
@@ -781,7 +946,7 @@ class Outputs:
         eta = elapsed / (done - self.done_before) * max(0, self.total - done)
         if record["status"] == "ok":
             what = (f"val_loss {record['val_loss']:.4f}, "
-                    f"{record['num_epochs']} epoch(s), "
+                    f"{plural(record['num_epochs'], 'epoch')}, "
                     f"{record['avg_epoch_seconds']:.1f} s/epoch")
         else:
             what = f"failed: {record['error'][:120]}"
@@ -810,6 +975,10 @@ def release_free_memory():
         pass
 
 
+def plural(n, noun):
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def clock(seconds):
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -821,6 +990,7 @@ def resolve_settings(settings):
     """Fill defaults, or on resume the saved search's settings; refuse a
     flag that contradicts them. settings holds None for flags not given."""
     s = dict(settings)
+    check_flag_values(s)
     if s.get("experiment_dir") is None:
         trials = s.get("num_trials") or DEFAULTS["num_trials"]
         epochs = s.get("max_epochs_per_trial") \
@@ -862,12 +1032,47 @@ def data_paths(s):
 
 
 def read_search_file(exp_dir):
+    """search.json of exp_dir, checked; raises ValueError naming the file
+    when it is missing or damaged."""
     path = os.path.join(exp_dir, SEARCH_FILE)
     if not os.path.isfile(path):
         raise ValueError(f"--resume: {exp_dir} holds no search (no "
                          f"{SEARCH_FILE}); start it without --resume, or "
                          "give the --experiment-dir of the search")
-    return utils.read_json(path)
+    try:
+        saved = utils.read_json(path)
+        check_saved_search(saved, path)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--resume: {path} is damaged ({e}): restore it "
+                         "from a copy, or start a new search in another "
+                         "--experiment-dir (each trial folder stays a "
+                         "train.py run)") from None
+    return saved
+
+
+def check_saved_search(saved, path):
+    """Raise ValueError unless saved holds every setting search.json
+    keeps, each valid."""
+    if not isinstance(saved, dict):
+        raise ValueError("not a JSON object")
+    checks = dict(num_trials=count_value, algo=algo_value,
+                  max_epochs_per_trial=count_value,
+                  random_seed=seed_value, train_path=path_value,
+                  val_path=path_value)
+    for name in (*FIXED_ON_RESUME, "num_trials", "space_file",
+                 "command_lines"):
+        if name not in saved:
+            raise ValueError(f"no {name!r}")
+    for name, check in checks.items():
+        try:
+            check(saved[name])
+        except ValueError as e:
+            raise ValueError(f"{name} {e}") from None
+    if not isinstance(saved["space"], dict) \
+            or not isinstance(saved["command_lines"], list):
+        raise ValueError("space must be an object, command_lines a list")
+    for label, entry in saved["space"].items():
+        check_space_entry(label, entry, "space")
 
 
 def merge_saved(s, saved):
@@ -902,7 +1107,7 @@ def check_new_experiment(exp_dir):
 def check_scale_out(s):
     """Resolve --parallelism and --gpus; parallel trials need pyspark and,
     for a local Spark, Java."""
-    s["gpus"] = [g for g in (s.get("gpus") or "").split(",") if g]
+    s["gpus"] = list(s.get("gpus") or [])
     if s.get("parallelism") is None:
         s["parallelism"] = len(s["gpus"]) or DEFAULTS["parallelism"]
     local = not s.get("spark_master")
@@ -931,8 +1136,9 @@ def search(settings):
     settings: the flags' destinations (None where not given) plus
     "command_line". Returns (experiment_dir, records): the finished
     trials' records, ranked as in trials.csv. Raises ValueError on bad
-    flags, space or data before anything is written, and when Spark
-    cannot start.
+    flags, space, data or saved state, and when Spark cannot start, before
+    anything is written; and, naming the path, when the experiment dir
+    cannot be written.
     """
     s = resolve_settings(settings)
     check_scale_out(s)
@@ -940,12 +1146,31 @@ def search(settings):
                        (s["val_path"], "validation")):
         warn_if_short(train.check_text_file(path, name), s["space"])
     exp_dir = s["experiment_dir"]
-    os.makedirs(exp_dir, exist_ok=True)
-    lock_fd = lock_experiment(exp_dir)
+    if s.get("resume"):
+        check_records(s, read_records(exp_dir))
+    session = start_spark(s["parallelism"], s.get("spark_master")) \
+        if s["on_spark"] else None
     try:
-        return exp_dir, run_search(s, lock_fd)
+        try:
+            os.makedirs(exp_dir, exist_ok=True)
+            lock_fd = lock_experiment(exp_dir)
+            try:
+                return exp_dir, run_search(s, lock_fd, session)
+            finally:
+                os.close(lock_fd)
+        except OSError as e:
+            raise ValueError(experiment_dir_error(exp_dir, e)) from None
     finally:
-        os.close(lock_fd)
+        if session is not None:
+            session.stop()
+
+
+def experiment_dir_error(exp_dir, e):
+    """The one error line for an OSError on the experiment dir."""
+    where = e.filename or exp_dir
+    return (f"cannot write the experiment dir {exp_dir} ({e.strerror or e}: "
+            f"{where}): make it writable (chmod u+w; chattr -i if it is "
+            "immutable) or choose another --experiment-dir")
 
 
 def largest(space, label):
@@ -967,14 +1192,15 @@ def warn_if_short(stats, space):
             "with --space or use more text")
 
 
-def run_search(s, lock_fd):
+def run_search(s, lock_fd, session=None):
     exp_dir = s["experiment_dir"]
+    # Checked again under the lock; state is written only once it passed.
+    records = check_records(s, read_records(exp_dir))
     save_search_file(s)
     discarded = discard_unfinished(exp_dir)
     if discarded:
         log("discarded unfinished trial(s) "
             f"{', '.join(map(str, discarded))}; they run again")
-    records = read_records(exp_dir)
     runner = TrialRunner(exp_dir, s["space"], s["train_path"],
                          s["val_path"], s["max_epochs_per_trial"],
                          s["random_seed"], s["gpus"],
@@ -988,11 +1214,12 @@ def run_search(s, lock_fd):
         outputs = Outputs(exp_dir, s["space"], s["num_trials"], records)
         outputs.refresh()
         log(f"search: {len(records)} of {s['num_trials']} trials done, at "
-            f"most {s['max_epochs_per_trial']} epochs each, {s['algo']}, "
-            f"{s['parallelism']} at once; training text {s['train_path']}, "
+            f"most {plural(s['max_epochs_per_trial'], 'epoch')} each, "
+            f"{s['algo']}, {s['parallelism']} at once; training text "
+            f"{s['train_path']}, "
             f"validation text {s['val_path']}; writing to {exp_dir}")
         if runner.calls_left > 0:
-            run_fmin(s, runner, records, outputs)
+            run_fmin(s, runner, records, outputs, session)
     finally:
         runner.close()
     return rank_records(outputs.refresh())
@@ -1037,19 +1264,20 @@ def search_rng(seed, num_recorded):
     return rng
 
 
-def run_fmin(s, runner, records, outputs):
+def run_fmin(s, runner, records, outputs, session=None):
     """hyperopt's fmin over the remaining trials: serially here, or on
-    Spark; outputs are refreshed after each trial."""
+    the Spark session; outputs are refreshed after each trial."""
     from hyperopt import Trials, rand, tpe
 
     for name in ("hyperopt", "hyperopt-spark"):
         logging.getLogger(name).setLevel(logging.WARNING)
     kwargs = dict(fn=runner, space=hyperopt_space(s["space"]),
                   algo={"tpe": tpe, "rand": rand}[s["algo"]].suggest,
-                  max_evals=s["num_trials"], show_progressbar=False,
-                  rstate=search_rng(s["random_seed"], len(records)),
-                  return_argmin=False)
-    if not s["on_spark"]:
+                  show_progressbar=False, return_argmin=False)
+    records = rerun_missing(s, records, outputs, kwargs)
+    kwargs.update(max_evals=s["num_trials"],
+                  rstate=search_rng(s["random_seed"], len(records)))
+    if session is None:
         def after_trial(trials, *args):
             outputs.refresh()
             return False, args
@@ -1057,7 +1285,6 @@ def run_fmin(s, runner, records, outputs):
         fmin(trials=history_trials(Trials(), records),
              early_stop_fn=after_trial, **kwargs)
         return
-    session = start_spark(s["parallelism"], s.get("spark_master"))
     stop = threading.Event()
     watcher = threading.Thread(target=_refresh_until, args=(outputs, stop))
     watcher.start()
@@ -1070,7 +1297,29 @@ def run_fmin(s, runner, records, outputs):
     finally:
         stop.set()
         watcher.join()
-        session.stop()
+
+
+def missing_trial_nums(records):
+    """Trial numbers below the highest recorded one that have no record
+    (a trial.json deleted, or a parallel trial a kill interrupted)."""
+    done = {r["trial_num"] for r in records}
+    return [n for n in range(1, max(done, default=0)) if n not in done]
+
+
+def rerun_missing(s, records, outputs, kwargs):
+    """Train each missing trial number n again, one at a time and lowest
+    first, with what a serial search suggested for trial n: hyperopt sees
+    trials 1 to n-1 and the generator advanced past n-1 draws. Returns
+    the records then on disk."""
+    from hyperopt import Trials
+
+    for num in missing_trial_nums(records):
+        before = [r for r in records if r["trial_num"] < num]
+        fmin(trials=history_trials(Trials(), before),
+             max_evals=len(before) + 1,
+             rstate=search_rng(s["random_seed"], num - 1), **kwargs)
+        records = outputs.refresh()
+    return records
 
 
 def fmin(**kwargs):
@@ -1107,13 +1356,11 @@ def start_spark(parallelism, master=None):
     builder = (SparkSession.builder.appName("hyperparameter_search")
                .config("spark.ui.enabled", "false")
                .config("spark.ui.showConsoleProgress", "false"))
-    if master is None:
+    builder = builder.master(master or f"local[{parallelism}]")
+    if is_local_master(master):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        builder = (builder.master(f"local[{parallelism}]")
-                   .config("spark.driver.host", "127.0.0.1")
+        builder = (builder.config("spark.driver.host", "127.0.0.1")
                    .config("spark.driver.bindAddress", "127.0.0.1"))
-    else:
-        builder = builder.master(master)
     try:
         session = builder.getOrCreate()
     except Exception as e:
@@ -1126,6 +1373,10 @@ def start_spark(parallelism, master=None):
     return session
 
 
+def is_local_master(master):
+    return master is None or master.startswith("local")
+
+
 # ------------------------------------------------------------- entry point --
 
 def create_parser():
@@ -1134,14 +1385,15 @@ def create_parser():
         epilog=SPACE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("data")
-    g.add_argument("--data-dir", help="folder holding train-80k.txt and "
+    g.add_argument("--data-dir", type=flag_type(path_value),
+                   help="folder holding train-80k.txt and "
                    "validate-20k.txt (prepare_data.py --subset-lines "
                    "80000), else train.txt and validate.txt (default: "
                    f"{DEFAULTS['data_dir']})")
-    g.add_argument("--train-path", help="training text (overrides "
-                   "--data-dir)")
-    g.add_argument("--val-path", help="validation text (overrides "
-                   "--data-dir)")
+    g.add_argument("--train-path", type=flag_type(path_value),
+                   help="training text (overrides --data-dir)")
+    g.add_argument("--val-path", type=flag_type(path_value),
+                   help="validation text (overrides --data-dir)")
     g = p.add_argument_group("search")
     g.add_argument("--num-trials", type=train.positive_int, help="trials "
                    "in the whole search; with --resume it may grow (default: "
@@ -1153,13 +1405,16 @@ def create_parser():
     g.add_argument("--algo", choices=("tpe", "rand"), help="tpe: Tree of "
                    "Parzen Estimators (random for its first 20 trials); "
                    f"rand: random search (default: {DEFAULTS['algo']})")
-    g.add_argument("--random-seed", type=int, help="seed of the search; "
+    g.add_argument("--random-seed", type=flag_type(seed_value),
+                   help=f"seed of the search, 0 to {MAX_SEED}; "
                    "trial n trains with seed + n (default: drawn and "
                    f"saved in {SEARCH_FILE})")
-    g.add_argument("--space", metavar="PATH", help="JSON file laid over "
-                   "the built-in search space (format below)")
+    g.add_argument("--space", metavar="PATH", type=flag_type(path_value),
+                   help="JSON file laid over the built-in search space "
+                   "(format below)")
     g = p.add_argument_group("output")
-    g.add_argument("--experiment-dir", help="search folder (default: "
+    g.add_argument("--experiment-dir", type=flag_type(path_value),
+                   help="search folder (default: "
                    "checkpoints/<trials>-trials-<epochs>-epochs beside "
                    "this script)")
     g.add_argument("--resume", action="store_true", help="continue the "
@@ -1171,12 +1426,15 @@ def create_parser():
     g.add_argument("--parallelism", type=train.positive_int, help="trials "
                    "at once; above 1 they run on a local Spark (default: "
                    f"{DEFAULTS['parallelism']}, or the number of --gpus)")
-    g.add_argument("--spark-master", metavar="URL", help="run trials on "
-                   "this Spark cluster (e.g. spark://host:7077); the "
+    g.add_argument("--spark-master", metavar="URL",
+                   type=flag_type(spark_master_url), help="run trials on "
+                   "this Spark cluster (spark://HOST:PORT, yarn, "
+                   "k8s://https://HOST:PORT, or local[N]); the "
                    "experiment dir must be on a filesystem all workers "
                    "share")
-    g.add_argument("--gpus", metavar="IDS", help="comma-separated GPU ids, "
-                   "e.g. 0,1,2,3: each parallel trial gets one of its "
+    g.add_argument("--gpus", metavar="IDS", type=flag_type(gpu_ids),
+                   help="comma-separated GPU ids, each once, e.g. "
+                   "0,1,2,3: each parallel trial gets one of its "
                    "machine's; a serial search shows all of them to "
                    "each trial")
     return p
@@ -1192,6 +1450,9 @@ def main(argv=None):
         exp_dir, records = search(settings)
     except ValueError as e:
         sys.exit(f"error: {e}")
+    except OSError as e:
+        sys.exit(f"error: cannot use {e.filename or 'a file'} "
+                 f"({e.strerror or e}): check the path and its permissions")
     except KeyboardInterrupt:
         sys.exit("interrupted: finished trials are kept; continue with the "
                  "same command and --resume")
@@ -1208,12 +1469,15 @@ def report(exp_dir, records):
                  "--resume")
     if not ok:
         first = records[0]
-        sys.exit(f"error: all {len(records)} trials failed (trial "
+        what = "the only trial failed" if len(records) == 1 \
+            else f"all {len(records)} trials failed"
+        sys.exit(f"error: {what} (trial "
                  f"{first['trial_num']}: {first['error'][:200]}); each "
                  f"one's reason is in {csv_path}")
     best = ok[0]
     front = sorted(pareto_front(records))
-    log(f"{len(records)} trials, {len(records) - len(ok)} failed; best: "
+    log(f"{plural(len(records), 'trial')}, {len(records) - len(ok)} "
+        "failed; best: "
         f"trial {best['trial_num']}, val_loss {best['val_loss']:.4f} at "
         f"{best['avg_epoch_seconds']:.1f} s/epoch; Pareto front (see "
         f"{PLOT_FILE}): trials {', '.join(map(str, front))}")

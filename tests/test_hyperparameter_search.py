@@ -116,6 +116,68 @@ def data_dir(tmp_path_factory):
     return folder
 
 
+# A trial process without TensorFlow: its "val_loss" is worked out from
+# the settings, so a whole search takes about a second.
+FAKE_TRIAL = """
+import json, os, sys
+spec = json.loads(sys.stdin.readline())
+p = spec["record"]["params"]
+loss = 1 + p["drop_rate"] + p["batch_size"] / 10 + p["rnn_size"] / 100
+record = dict(spec["record"], status="ok", val_loss=loss, train_loss=loss,
+              error=None, started=0.0, train_seconds=0.0, num_epochs=1,
+              avg_epoch_seconds=float(p["seq_len"]))
+with open(os.path.join(spec["checkpoint_dir"], "trial.json"), "w") as f:
+    json.dump(record, f)
+"""
+
+
+def fake_trial_process(env=None, keep_fds=()):
+    return subprocess.Popen([sys.executable, "-c", FAKE_TRIAL],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def run_fake(argv):
+    """run_main(argv) with fake trial processes."""
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(hs, "start_trial_process", fake_trial_process)
+        return run_main(argv)
+
+
+def trial_params(exp_dir):
+    """{trial_num: params} of the finished trials in exp_dir."""
+    return {r["trial_num"]: r["params"] for r in hs.read_records(exp_dir)}
+
+
+def tree_bytes(folder):
+    return {p: open(p, "rb").read()
+            for p in glob.glob(f"{folder}/**", recursive=True)
+            if os.path.isfile(p)}
+
+
+@pytest.fixture(scope="module")
+def fake_search(data_dir, tmp_path_factory):
+    """A finished 3-trial search of fake trials, 1 epoch each:
+    (argv, experiment dir, stderr)."""
+    root = tmp_path_factory.mktemp("fake")
+    argv = search_argv(data_dir, root / "exp", write_space(root, TINY_SPACE),
+                       "--num-trials", 3, "--max-epochs-per-trial", 1,
+                       "--algo", "rand", "--random-seed", 11)
+    code, _, err = run_fake(argv)
+    assert code == 0, err
+    return [str(a) for a in argv], root / "exp", err
+
+
+@pytest.fixture
+def fake_copy(fake_search, tmp_path):
+    """A copy of fake_search's folder to damage: (argv, experiment dir)."""
+    argv, exp, _ = fake_search
+    copy = tmp_path / "exp"
+    shutil.copytree(exp, copy)
+    i = argv.index("--experiment-dir")
+    return argv[:i + 1] + [str(copy)] + argv[i + 2:], copy
+
+
 @pytest.fixture(scope="module")
 def mixed_search(data_dir, tmp_path_factory):
     """A real 3-trial search whose first trial fails:
@@ -134,8 +196,8 @@ SPACE_ERRORS = [  # (file text, expected part of the error line)
     ('{"rnn_size": {"choice": []}}', "rnn_size: choice needs a non-empty"),
     ('{"dropout": 0.1}', "'dropout' is not a train.py setting"),
     ('{"drop_rate": {"uniform": [0.5, 0.1]}}', "needs low < high"),
-    ('{"drop_rate": {"uniform": [0, 1.5]}}', "drop_rate 1.5"),
-    ('{"batch_size": {"choice": [0, 8]}}', "batch_size 0"),
+    ('{"drop_rate": {"uniform": [0, 1.5]}}', "drop_rate: 1.5"),
+    ('{"batch_size": {"choice": [0, 8]}}', "batch_size: 0"),
     ('{"optimizer": {"choice": ["adam", "nadam"]}}', "optimizer 'nadam'"),
     ('{"rnn_size": {"choice": ["big"]}}', "rnn_size 'big': must be a"),
     ('{"num_epochs": 3}', "set num_epochs with --max-epochs-per-trial"),
@@ -182,6 +244,82 @@ def test_bad_flags(tmp_path, data_dir, extra, exit_code, pattern):
     assert code == exit_code and err.count("\n") == 1
     assert re.search("^error: .*" + pattern, err)
     assert not (tmp_path / "exp").exists()
+
+
+FLAG_VALUE_ERRORS = [  # (extra flags, the whole error line)
+    (["--random-seed", "-1"], "argument --random-seed: -1 is not an integer "
+     "from 0 to 4294967295"),
+    (["--random-seed", "4294967296"], "argument --random-seed: 4294967296 "
+     "is not an integer from 0 to 4294967295"),
+    (["--random-seed", "1.5"], "argument --random-seed: '1.5' is not an "
+     "integer from 0 to 4294967295"),
+    (["--gpus", "abc"], "argument --gpus: 'abc' is not a comma-separated "
+     "list of GPU ids such as 0,1,2,3"),
+    (["--gpus", ",,"], "argument --gpus: ',,' is not a comma-separated "
+     "list of GPU ids such as 0,1,2,3"),
+    (["--gpus", "0,-1"], "argument --gpus: '0,-1' is not a comma-separated "
+     "list of GPU ids such as 0,1,2,3"),
+    (["--gpus", "0,1,00"], "argument --gpus: '0,1,00' names GPU 0 more than "
+     "once: list each GPU once"),
+    (["--spark-master", "notaurl"], "argument --spark-master: 'notaurl' is "
+     "not a Spark master URL: use local, local[N], spark://HOST:PORT, yarn "
+     "or k8s://https://HOST:PORT"),
+    (["--spark-master", "spark://host"], "argument --spark-master: "
+     "'spark://host' is not a Spark master URL: use local, local[N], "
+     "spark://HOST:PORT, yarn or k8s://https://HOST:PORT"),
+    (["--experiment-dir", ""], "argument --experiment-dir: '' is not a "
+     "path: give a file or folder name (an empty one would mean the current "
+     "folder)"),
+    (["--data-dir", ""], "argument --data-dir: '' is not a path: give a "
+     "file or folder name (an empty one would mean the current folder)"),
+]
+
+
+# Every flag's value is checked by argparse: exit 2, one line naming the
+# flag and the value, and no experiment folder.
+@pytest.mark.parametrize("extra, line", FLAG_VALUE_ERRORS)
+def test_flag_values_checked_first(tmp_path, data_dir, extra, line):
+    argv = search_argv(data_dir, tmp_path / "exp",
+                       write_space(tmp_path, TINY_SPACE), *extra)
+    code, out, err = run_main(argv)
+    assert (code, out, err) == (2, "", f"error: {line}\n")
+    assert not (tmp_path / "exp").exists()
+
+
+# search() called with a plain dict checks the same values before it
+# writes anything, naming the flag.
+@pytest.mark.parametrize("name, value, message", [
+    ("random_seed", -1, "--random-seed -1 is not an integer from 0 to "
+     "4294967295"),
+    ("gpus", "1,1", "--gpus '1,1' names GPU 1 more than once: list each "
+     "GPU once"),
+    ("experiment_dir", "", "--experiment-dir '' is not a path: give a file "
+     "or folder name (an empty one would mean the current folder)"),
+    ("num_trials", 0, "--num-trials 0 is not a positive integer"),
+])
+def test_search_checks_values(tmp_path, data_dir, name, value, message):
+    settings = {"data_dir": str(data_dir), "command_line": ["x"],
+                "experiment_dir": str(tmp_path / "exp"), name: value}
+    with pytest.raises(ValueError) as e:
+        hs.search(settings)
+    assert str(e.value) == message
+    assert not (tmp_path / "exp").exists()
+
+
+# Good values pass, in the form the search uses.
+@pytest.mark.parametrize("flag, text, value", [
+    ("--random-seed", "0", 0), ("--random-seed", "4294967295", 4294967295),
+    ("--gpus", "0", ["0"]), ("--gpus", "3,1,07", ["3", "1", "7"]),
+    ("--spark-master", "local", "local"),
+    ("--spark-master", "local[4]", "local[4]"),
+    ("--spark-master", "local[*,2]", "local[*,2]"),
+    ("--spark-master", "yarn", "yarn"),
+    ("--spark-master", "spark://a:7077,b:7077", "spark://a:7077,b:7077"),
+    ("--spark-master", "k8s://https://host:443", "k8s://https://host:443"),
+])
+def test_good_flag_values(flag, text, value):
+    args = hs.create_parser().parse_args([flag, text])
+    assert getattr(args, flag[2:].replace("-", "_")) == value
 
 
 SAMPLES = [  # (label, entry, hyperopt's sample, value trained, hyperopt's)
@@ -275,6 +413,30 @@ def test_train_flags_parse_back(params):
     argv = shlex.split(hs.train_flags(params)) + ["--checkpoint-dir", "x"]
     args = train.create_parser().parse_args(argv)
     assert {k: getattr(args, k) for k in params} == params
+
+# --num-epochs and --random-seed lead the cell, so a user's --num-epochs
+# after the pasted cell wins; the rest of the trial is kept.
+def test_num_epochs_after_the_cell_wins():
+    params = {"batch_size": 64, "num_epochs": 1, "random_seed": 4,
+              "optimizer": "adam"}
+    cell = hs.train_flags(params)
+    assert cell == ("--num-epochs 1 --random-seed 4 --batch-size 64 "
+                    "--optimizer adam")
+    argv = shlex.split(cell) + ["--num-epochs", "20", "--checkpoint-dir",
+                                "x"]
+    args = train.create_parser().parse_args(argv)
+    assert (args.num_epochs, args.random_seed, args.batch_size,
+            args.optimizer) == (20, 4, 64, "adam")
+
+
+# Counts agree with their nouns.
+@pytest.mark.parametrize("n, noun, text", [
+    (0, "trial", "0 trials"), (1, "epoch", "1 epoch"),
+    (2, "epoch", "2 epochs"), (1, "trial", "1 trial"),
+])
+def test_plural(n, noun, text):
+    assert hs.plural(n, noun) == text
+
 
 # ------------------------------------------------------------ TPE on resume --
 
@@ -512,3 +674,115 @@ def test_parallel_trials_on_local_spark(data_dir, tmp_path):
         record = read_json(exp / row["trial_num"] / hs.TRIAL_FILE)
         assert record["status"] == "ok"
         assert glob.glob(str(exp / row["trial_num"] / "model-epoch*.keras"))
+
+
+# --------------------------------------------------- damaged or odd state --
+
+
+# The start line speaks of 1 epoch, not "1 epochs".
+def test_start_line_wording(fake_search):
+    _, exp, err = fake_search
+    assert "search: 0 of 3 trials done, at most 1 epoch each, rand, " in err
+    assert "1 epoch, " in err and "epoch(s)" not in err
+
+
+def _write(path, text):
+    path.write_text(text)
+
+
+DAMAGED = [  # (change to the copy, extra flags, expected error after exp)
+    (lambda e: _write(e / hs.SEARCH_FILE, "{"), [],
+     "/search.json is damaged (Expecting property name enclosed in double "
+     "quotes: line 1 column 2 (char 1)): restore it from a copy, or start a "
+     "new search in another --experiment-dir (each trial folder stays a "
+     "train.py run)"),
+    (lambda e: _write(e / hs.SEARCH_FILE, json.dumps(dict(
+        read_json(e / hs.SEARCH_FILE), random_seed=-1))), [],
+     "/search.json is damaged (random_seed -1 is not an integer from 0 to "
+     "4294967295): restore it"),
+    (lambda e: _write(e / hs.SEARCH_FILE, "[]"), [],
+     "/search.json is damaged (not a JSON object): restore it"),
+    (lambda e: _write(e / "2" / hs.TRIAL_FILE, "{"), [],
+     "/2/trial.json is damaged (Expecting property name enclosed in double "
+     "quotes: line 1 column 2 (char 1)): delete the folder {exp}/2 and run "
+     "the search with --resume to train trial 2 again"),
+    (lambda e: _write(e / "3" / hs.TRIAL_FILE, '{"status": "ok"}'), [],
+     "/3/trial.json is damaged (trial_num missing or of the wrong type): "
+     "delete the folder {exp}/3 and run"),
+    (lambda e: None, ["--num-trials", "2"],
+     " the search asks for 2 trials but 3 are already done in {exp}: pass "
+     "--num-trials 3 or more"),
+]
+
+
+# A damaged search.json or trial.json, or fewer trials asked for than are
+# done, ends --resume with one error line naming the file and what to do,
+# and nothing in the folder changes: search.json is not rewritten, the
+# unfinished trial 9 is not discarded.
+@pytest.mark.parametrize("damage, extra, message", DAMAGED)
+def test_damaged_state_is_refused(fake_copy, damage, extra, message):
+    argv, exp = fake_copy
+    damage(exp)
+    (exp / "9").mkdir()
+    before = tree_bytes(exp)
+    code, out, err = run_fake(argv + ["--resume", *extra])
+    assert (code, out) == (1, "") and err.count("\n") == 1
+    assert err.startswith("error: --resume:" if "search.json" in message
+                          or "asks for" in message else "error: trial "
+                          f"record {exp}/")
+    assert message.format(exp=exp) in err
+    assert tree_bytes(exp) == before and (exp / "9").is_dir()
+
+
+# A finished trial whose trial.json was deleted runs again with the
+# settings it had (what a serial search suggested for that number), never
+# the next trial's, whichever trials are missing and with either algo.
+@pytest.mark.parametrize("algo", ["rand", "tpe"])
+@pytest.mark.parametrize("missing", [[2], [1, 3], [4]])
+def test_missing_trial_reruns_its_own_settings(data_dir, tmp_path, algo,
+                                               missing):
+    exp = tmp_path / "exp"
+    argv = search_argv(data_dir, exp, write_space(tmp_path, TINY_SPACE),
+                       "--num-trials", 4, "--max-epochs-per-trial", 1,
+                       "--algo", algo, "--random-seed", 3)
+    assert run_fake(argv)[0] == 0
+    first = trial_params(exp)
+    assert len({json.dumps(p, sort_keys=True) for p in first.values()}) == 4
+    for num in missing:
+        (exp / str(num) / hs.TRIAL_FILE).unlink()
+    code, _, err = run_fake(argv + ["--resume"])
+    assert code == 0, err
+    assert trial_params(exp) == first
+
+
+# An experiment dir that cannot be written ends in one error line naming
+# it, without a traceback, and nothing is created.
+def test_unwritable_experiment_dir(tmp_path, data_dir):
+    (tmp_path / "file").write_text("x")
+    exp = tmp_path / "file" / "exp"
+    code, out, err = run_main(search_argv(
+        data_dir, exp, write_space(tmp_path, TINY_SPACE)))
+    assert (code, out) == (1, "")
+    assert err == (f"error: cannot write the experiment dir {exp} (Not a "
+                   f"directory: {exp}): make it writable (chmod u+w; chattr "
+                   "-i if it is immutable) or choose another "
+                   "--experiment-dir\n")
+
+
+# The same for an immutable folder (chattr +i, which binds root too).
+def test_immutable_experiment_dir(tmp_path, data_dir):
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    if subprocess.run(["chattr", "+i", exp], capture_output=True).returncode:
+        pytest.skip("chattr +i is not available here")
+    try:
+        code, out, err = run_main(search_argv(
+            data_dir, exp, write_space(tmp_path, TINY_SPACE)))
+        assert os.listdir(exp) == []
+    finally:
+        subprocess.run(["chattr", "-i", exp])
+    assert (code, out) == (1, "")
+    assert err == (f"error: cannot write the experiment dir {exp} "
+                   f"(Operation not permitted: {exp}/.lock): make it "
+                   "writable (chmod u+w; chattr -i if it is immutable) or "
+                   "choose another --experiment-dir\n")
