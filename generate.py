@@ -13,10 +13,17 @@ the speed go to stderr.
     python generate.py --checkpoint-dir checkpoints/base \\
         --prime-file data/fortunes-split/validate.txt --top-n 5
 
-Samples are separated by a newline with --stop-at-newline (one sample per
-line, without its final newline) and by a blank line otherwise. Prime
-characters missing from the vocabulary are fed as the unknown id, as
-training encodes them, after a warning that lists them.
+Without --prime-text or --prime-file each stream first reads its own
+random slice of the run's validation text (settings.json's val_text_path),
+cut to end at a line end: training resets the LSTM states only once an
+epoch, so a zero state is foreign to the network and samples started from
+one tend to open with runs of capitals or symbols. When that file cannot be
+read, sampling starts from a newline and a warning says so. Samples are
+separated by a newline with --stop-at-newline (one sample per line, without
+its final newline) and by a blank line otherwise. Prime characters missing
+from the vocabulary are fed as the unknown id, as training encodes them,
+after a warning that lists them. Bad flag values exit with status 2, bad
+files or checkpoints with status 1, each with one 'error: ' line.
 """
 
 import argparse
@@ -41,30 +48,110 @@ DEFAULTS = {
     "prime_length": 32, "stop_at_newline": False, "random_seed": None,
 }
 DEFAULT_PRIME = "\n"
+# A char-RNN loses the thread within a few hundred characters, and one
+# batch of streams is all that runs at once: above these caps a run only
+# risks running out of memory (ids alone take 4 bytes a character).
+MAX_LENGTH = 10_000
+MAX_NUM_SAMPLES = 10_000
+MAX_SEED = 2**32 - 1
+# Characters of validation text fed to each stream when no prime is given.
+# On a 512-unit fortunes model, 40 samples at temperature 0.5 had 22-24
+# all-capital openings and 4 with tabs from a cold newline, 0 and 0-2 after
+# 16-32 characters, 0-1 and 0 from 64 on; 256 leaves a margin.
+WARM_UP_LENGTH = 256
+# Bytes read past a random position to find the next line end; a
+# position farther than this from one is dropped and another drawn.
+MAX_LINE_BYTES = 1 << 13
+WARM_UP_TRIES = 100
 ARCHITECTURE_KEYS = ("num_layers", "rnn_size", "embedding_size",
                      "drop_rate")
 
 
 # ----------------------------------------------------------------- checks --
 
+def whole(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value,
+                                                                  bool)
+
+
+def real(value):
+    return isinstance(value, (int, float, np.number)) and not isinstance(
+        value, bool)
+
+
+# name: (argparse conversion, test of a value, what to give instead)
+RULES = {
+    "length": (int, lambda v: whole(v) and 1 <= v <= MAX_LENGTH,
+               f"give a whole number from 1 to {MAX_LENGTH:,}"),
+    "num_samples": (int, lambda v: whole(v) and 1 <= v <= MAX_NUM_SAMPLES,
+                    f"give a whole number from 1 to {MAX_NUM_SAMPLES:,} "
+                    "(run again with other seeds for more)"),
+    "temperature": (float, lambda v: real(v) and 0 < v < math.inf,
+                    "must be > 0 and finite (small values approach greedy "
+                    "argmax)"),
+    "top_n": (int, lambda v: whole(v) and v >= 0,
+              "give 0 (off) or a positive whole number"),
+    "prime_length": (int, lambda v: whole(v) and v >= 1,
+                     "give a positive whole number"),
+    "random_seed": (int, lambda v: whole(v) and 0 <= v <= MAX_SEED,
+                    f"give a whole number from 0 to 2**32 - 1 ({MAX_SEED})"),
+    "prime_text": (str, lambda v: isinstance(v, str) and v != "",
+                   "give some text, or leave the flag out to warm up on the "
+                   "run's validation text"),
+}
+
+
+def problem(name, value):
+    """What is wrong with value for the flag `name`, or None."""
+    _, valid, advice = RULES[name]
+    shown = repr(value) if isinstance(value, str) else value
+    return None if valid(value) else f"{shown}: {advice}"
+
+
+def check_value(name, value):
+    """Raise ValueError naming the flag when value breaks its rule."""
+    found = problem(name, value)
+    if found:
+        raise ValueError(f"--{name.replace('_', '-')} {found}")
+
+
+def flag_type(name):
+    """The argparse type of flag `name`: a value breaking its rule is an
+    argparse error (one line naming the flag, exit 2)."""
+    convert = RULES[name][0]
+
+    def parse(text):
+        value = convert(text)  # ValueError: argparse's 'invalid int value'
+        found = problem(name, value)
+        if found:
+            raise argparse.ArgumentTypeError(found)
+        return value
+
+    parse.__name__ = convert.__name__
+    return parse
+
+
 def check_options(length, num_samples, temperature, top_n):
     """Raise ValueError on a value generate() cannot use."""
-    for name, value in (("length", length), ("num-samples", num_samples)):
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"--{name} {value}: give a positive whole "
-                             "number")
-    if not temperature > 0 or math.isinf(temperature):
-        raise ValueError(f"--temperature {temperature}: must be > 0 and "
-                         "finite (small values approach greedy argmax)")
-    if not isinstance(top_n, (int, np.integer)) or top_n < 0:
-        raise ValueError(f"--top-n {top_n}: give 0 (off) or a positive "
-                         "whole number")
+    for name, value in (("length", length), ("num_samples", num_samples),
+                        ("temperature", temperature), ("top_n", top_n)):
+        check_value(name, value)
 
 
-def check_prime_text(prime_text):
-    if prime_text == "":
-        raise ValueError("--prime-text is empty: give some text, or leave "
-                         "the flag out to start from a newline")
+def check_prime(prime_text, num_samples):
+    """prime_text is one text for every stream or a list of num_samples
+    texts of the same length; raise ValueError otherwise."""
+    if isinstance(prime_text, str):
+        return check_value("prime_text", prime_text)
+    if len(prime_text) != num_samples:
+        raise ValueError(f"{len(prime_text)} primes for {num_samples} "
+                         "streams: give one text per stream")
+    for text in prime_text:
+        check_value("prime_text", text)
+    lengths = {len(utils.normalize_newlines(text)) for text in prime_text}
+    if len(lengths) > 1:
+        raise ValueError(f"per-stream primes of lengths {sorted(lengths)}: "
+                         "they must all be the same length (one batch)")
 
 
 def resolve_seed(random_seed):
@@ -74,6 +161,7 @@ def resolve_seed(random_seed):
                           >> 1)
         log(f"random seed: {random_seed} (pass --random-seed "
             f"{random_seed} to repeat this run)")
+    check_value("random_seed", random_seed)
     return random_seed
 
 
@@ -152,15 +240,11 @@ def load_network(path, vocab, quiet=False):
     for non-finite weights. Raises ValueError."""
     with native_stderr_silenced(quiet):
         import model  # registers any custom layer the checkpoint names
-    # Keras raises many kinds of error (zip, HDF5, config, OS) for a bad file.
-    try:
-        with warnings.catch_warnings():
-            if quiet:
-                warnings.simplefilter("ignore")
-            net = model.load_checkpoint(path)
-    except Exception as e:
-        raise ValueError(f"cannot load checkpoint {path} ({one_line(e)}): "
-                         "pass another checkpoint or retrain") from None
+    # load_checkpoint's ValueError already names the file and the fix.
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore")
+        net = model.load_checkpoint(path)
     if net.output_shape[-1] != vocab.size:
         raise ValueError(f"checkpoint {path} predicts {net.output_shape[-1]}"
                          f" symbols but its vocab.json has {vocab.size}: "
@@ -185,6 +269,9 @@ def load_run(checkpoint, quiet=False):
 
 def read_prime_file(path, prime_length, rng):
     """A random slice of prime_length characters of a UTF-8 file."""
+    if os.path.isdir(path):
+        raise ValueError(f"prime file {path} is a folder: pass a text file "
+                         "to --prime-file")
     if not os.path.isfile(path):
         raise ValueError(f"prime file {path} not found: pass an existing "
                          "text file to --prime-file")
@@ -218,6 +305,66 @@ def encode_prime(prime_text, vocab):
             f"vocabulary and are fed as unknown: "
             f"{' '.join(repr(c) for c in unknown)}")
     return ids
+
+
+def read_warm_up(path, num_streams, length, rng):
+    """num_streams random slices of `length` characters of the UTF-8 file
+    at path (newlines normalised), each ending just after a newline so that
+    every sample starts a fresh line. Reads a few kilobytes per slice,
+    whatever the file's size. Raises ValueError saying why no slice could
+    be cut (unreadable, empty, or no such stretch found)."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size == 0:
+                raise ValueError(f"{path} is empty")
+            return [slice_to_line_end(f, size, length, rng)
+                    for _ in range(num_streams)]
+    except OSError as e:
+        raise ValueError(f"cannot read {path} ({one_line(e)})") from None
+
+
+def slice_to_line_end(f, size, length, rng):
+    """The `length` characters that end at the first newline after a
+    random byte of the binary file f."""
+    before = 4 * length + 4  # UTF-8 takes at most 4 bytes a character
+    for _ in range(WARM_UP_TRIES):
+        at = int(rng.integers(0, size))
+        start = max(0, at - before)
+        f.seek(start)
+        raw = f.read(at - start + MAX_LINE_BYTES)
+        end = raw.find(b"\n", at - start)
+        # A newline byte never sits inside a multi-byte UTF-8 character, but
+        # `start` may: skip its continuation bytes (0b10xxxxxx).
+        first = 0
+        while first < end and raw[first] & 0xC0 == 0x80:
+            first += 1
+        text = utils.normalize_newlines(
+            raw[first:end + 1].decode("utf-8", "replace"))
+        if end >= 0 and len(text) >= length:
+            return text[-length:]
+    raise ValueError(f"no {length}-character stretch ending at a line end "
+                     f"found in {WARM_UP_TRIES} tries")
+
+
+def warm_up_prime(settings, num_streams, random_seed):
+    """One validation-text slice per stream (read_warm_up) from the file
+    settings["val_text_path"] names; DEFAULT_PRIME, after a warning, when
+    that is missing or unusable."""
+    path = settings.get("val_text_path")
+    rng = np.random.default_rng([random_seed, 2])
+    try:
+        if not path:
+            raise ValueError("settings name no val_text_path")
+        primes = read_warm_up(path, num_streams, WARM_UP_LENGTH, rng)
+    except ValueError as e:
+        log(f"warning: cannot warm up on the run's validation text ({e}); "
+            "samples start from a cold (zero) state and may open with junk:"
+            " pass --prime-file with text like the training data")
+        return DEFAULT_PRIME
+    log(f"prime: a {WARM_UP_LENGTH}-character slice of {path} per stream, "
+        "ending at a line end")
+    return primes
 
 
 # --------------------------------------------------------------- sampling --
@@ -294,33 +441,62 @@ def make_step(inference_net):
 
 # --------------------------------------------------------------- generate --
 
-def generate(net, vocab, settings, prime_text=DEFAULT_PRIME,
+def generate(net, vocab, settings, prime_text=None,
              length=DEFAULTS["length"], num_samples=DEFAULTS["num_samples"],
              temperature=DEFAULTS["temperature"], top_n=DEFAULTS["top_n"],
              stop_at_newline=DEFAULTS["stop_at_newline"], random_seed=None):
     """Sample num_samples texts of up to length characters, as one batch.
 
     net: a trained model (from load_run or train.train); settings: dict with
-    ARCHITECTURE_KEYS (settings.json or train()'s params). Every prime
-    character is fed, then each sampled one. With stop_at_newline a sample
-    ends before its first newline. random_seed None draws a seed and logs
-    it. Returns a list of num_samples strings without the prime. Raises
-    ValueError on bad options or an empty prime; net itself is untouched.
+    ARCHITECTURE_KEYS (settings.json or train()'s params). prime_text: one
+    text for every stream, a list of num_samples texts of one length, or
+    None: a WARM_UP_LENGTH slice of the run's validation text per stream
+    (warm_up_prime), since training almost never shows the network a zero
+    state. Every prime character is fed, then each sampled one. With
+    stop_at_newline a sample ends before its first newline. random_seed
+    None draws a seed and logs it. Returns a list of num_samples strings
+    without the prime. Raises ValueError on bad options, a bad prime, or
+    too little memory for the batch; net itself is untouched.
     """
     check_options(length, num_samples, temperature, top_n)
-    check_prime_text(prime_text)
-    rng = np.random.default_rng(resolve_seed(random_seed))
-    prime_ids = encode_prime(prime_text, vocab)
+    random_seed = resolve_seed(random_seed)
+    if prime_text is None:
+        prime_text = warm_up_prime(settings, num_samples, random_seed)
+    check_prime(prime_text, num_samples)
+    if isinstance(prime_text, str):
+        prime_text = [prime_text] * num_samples
+    prime_ids = np.stack([encode_prime(text, vocab) for text in prime_text])
+    rng = np.random.default_rng(random_seed)
+    import tensorflow as tf
+
+    try:
+        return sample_batch(net, vocab, settings, prime_ids, length,
+                            temperature, top_n, stop_at_newline, rng)
+    except (MemoryError, tf.errors.ResourceExhaustedError):
+        raise ValueError(out_of_memory(num_samples, length)) from None
+
+
+def out_of_memory(num_samples, length):
+    return (f"out of memory for {num_samples:,} sample(s) of {length:,} "
+            "characters in one batch: lower --num-samples (run again with "
+            "other seeds for more) or --length")
+
+
+def sample_batch(net, vocab, settings, prime_ids, length, temperature,
+                 top_n, stop_at_newline, rng):
+    """generate()'s work, once its arguments are checked; prime_ids (int32,
+    (batch, prime_len)) is fed to a fresh stateful copy of net."""
+    num_samples = len(prime_ids)
     step = make_step(build_inference_model(net, settings, num_samples))
     started = time.perf_counter()
 
-    # Prime: every stream reads the same text
-    for i in prime_ids:
-        log_probs = step(np.full(num_samples, i))
+    # Prime: each stream reads its own row, all in one batch
+    for t in range(prime_ids.shape[1]):
+        log_probs = step(prime_ids[:, t])
 
     # Sample, one character of every stream per step
     newline = utils.encode_text("\n", vocab)[0]
-    ids = np.zeros((num_samples, length), np.int64)  # (batch, length)
+    ids = np.zeros((num_samples, length), np.int32)  # (batch, length)
     ended = np.zeros(num_samples, bool)
     for t in range(length):
         ids[:, t] = sample_ids(log_probs, temperature, top_n, rng)
@@ -330,7 +506,7 @@ def generate(net, vocab, settings, prime_text=DEFAULT_PRIME,
         log_probs = step(ids[:, t])
 
     seconds = time.perf_counter() - started
-    steps = len(prime_ids) + t + 1
+    steps = prime_ids.shape[1] + t + 1
     log(f"{num_samples:,} sample(s): {steps:,} steps in {seconds:.2f} s, "
         f"{num_samples * steps / seconds:,.0f} characters/s")
     return [utils.decode_text(row[:sample_end(row, t + 1, newline,
@@ -356,32 +532,40 @@ def create_parser():
                    help="run folder written by train.py (its best "
                    "checkpoint is used), or the path of one of its .keras "
                    "files")
-    g = p.add_argument_group("prime (default: a newline)")
+    g = p.add_argument_group("prime", "default: each stream reads its own "
+                             f"{WARM_UP_LENGTH}-character slice of the "
+                             "run's validation text, ending at a line end; "
+                             "when settings.json's val_text_path cannot be "
+                             "read, a newline, with a warning")
     prime = g.add_mutually_exclusive_group()
-    prime.add_argument("--prime-text", metavar="TEXT", help="text fed to "
+    prime.add_argument("--prime-text", metavar="TEXT",
+                       type=flag_type("prime_text"), help="text fed to "
                        "the model before sampling (not printed)")
     prime.add_argument("--prime-file", metavar="PATH", help="feed a random "
                        "slice of this UTF-8 file (chosen with --random-seed)")
-    g.add_argument("--prime-length", type=int, metavar="N",
-                   help="characters in the "
-                   "--prime-file slice (default: "
-                   f"{DEFAULTS['prime_length']})")
+    g.add_argument("--prime-length", type=flag_type("prime_length"),
+                   metavar="N", help="characters in the --prime-file slice "
+                   f"(default: {DEFAULTS['prime_length']})")
     g = p.add_argument_group("sampling")
-    g.add_argument("--length", type=int, help="characters per sample "
+    g.add_argument("--length", type=flag_type("length"), metavar="N",
+                   help=f"characters per sample, at most {MAX_LENGTH:,} "
                    f"(default: {DEFAULTS['length']})")
-    g.add_argument("--num-samples", type=int, help="samples generated "
-                   f"together as one batch (default: "
+    g.add_argument("--num-samples", type=flag_type("num_samples"),
+                   metavar="N", help="samples generated together as one "
+                   f"batch, at most {MAX_NUM_SAMPLES:,} (default: "
                    f"{DEFAULTS['num_samples']})")
-    g.add_argument("--temperature", type=float, help="> 0; lower is more "
-                   "conservative, near 0 is greedy (default: "
-                   f"{DEFAULTS['temperature']})")
-    g.add_argument("--top-n", type=int, help="sample among the n most "
-                   "likely characters only; 1 is greedy, 0 is off "
-                   f"(default: {DEFAULTS['top_n']})")
+    g.add_argument("--temperature", type=flag_type("temperature"),
+                   help="> 0; lower is more conservative, near 0 is greedy "
+                   f"(default: {DEFAULTS['temperature']})")
+    g.add_argument("--top-n", type=flag_type("top_n"), metavar="N",
+                   help="sample among the n most likely characters only; 1 "
+                   f"is greedy, 0 is off (default: {DEFAULTS['top_n']})")
     g.add_argument("--stop-at-newline", action="store_true", help="end "
                    "each sample at its first newline: one line per sample")
-    g.add_argument("--random-seed", type=int, help="seed for sampling and "
-                   "the prime slice (default: drawn and shown on stderr)")
+    g.add_argument("--random-seed", type=flag_type("random_seed"),
+                   metavar="N", help="0 to 2**32 - 1; seed for sampling "
+                   "and the prime slices (default: drawn and shown on "
+                   "stderr)")
     g = p.add_argument_group("output")
     g.add_argument("--quiet", action="store_true", help="print nothing but "
                    "the samples and errors")
@@ -389,23 +573,18 @@ def create_parser():
 
 
 def resolve_args(args):
-    """Fill defaults and check every value that needs no TensorFlow."""
+    """Fill defaults; argparse has checked every value already."""
     params = dict(vars(args))
     for name, value in DEFAULTS.items():
         if params.get(name) is None:
             params[name] = value
-    check_options(params["length"], params["num_samples"],
-                  params["temperature"], params["top_n"])
-    check_prime_text(params["prime_text"])
-    if params["prime_length"] < 1:
-        raise ValueError(f"--prime-length {params['prime_length']}: give a "
-                         "positive whole number")
     return params
 
 
 def read_prime(params):
+    """The --prime-text or --prime-file text, or None (warm up)."""
     if params["prime_file"] is None:
-        return params["prime_text"] or DEFAULT_PRIME
+        return params["prime_text"]
     # Its own stream, so the slice does not shift the samples' draws.
     rng = np.random.default_rng([params["random_seed"], 1])
     return read_prime_file(params["prime_file"], params["prime_length"], rng)
@@ -429,8 +608,9 @@ def main(argv=None):
         params["random_seed"] = resolve_seed(params["random_seed"])
         prime_text = read_prime(params)
         path, settings, vocab = find_run(params["checkpoint_dir"])
-        log(f"prime: {prime_text!r}; vocabulary: {vocab.size:,} symbols "
-            f"({vocab.kind})")
+        if prime_text is not None:
+            log(f"prime: {prime_text!r}")
+        log(f"vocabulary: {vocab.size:,} symbols ({vocab.kind})")
         net = load_network(path, vocab, args.quiet)
         log(f"checkpoint: {path}")
         samples = generate(

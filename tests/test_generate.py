@@ -240,8 +240,10 @@ def test_stop_at_newline_gives_single_lines(run, monkeypatch):
                                 stop_at_newline=True, random_seed=3)
     assert len(samples) == 8
     assert all("\n" not in s and len(s) <= 1000 for s in samples)
-    # One step for the prime, then one per character of the longest line.
-    assert len(calls) == 1 + max(len(s) for s in samples) < 1000
+    # A step per warm-up character, then one per character of the longest
+    # line.
+    assert len(calls) == (generate.WARM_UP_LENGTH
+                          + max(len(s) for s in samples))
 
 
 # An emoji the corpus vocabulary holds is fed as itself, silently; a
@@ -263,8 +265,16 @@ def test_prime_outside_vocabulary_warns(run, capsys, prime, warned):
 # Bad arguments to the importable function raise ValueError naming them.
 @pytest.mark.parametrize("options, named", [
     ({"length": 0}, "--length 0"), ({"num_samples": -2}, "--num-samples"),
+    ({"length": 10_001}, "--length 10001: give a whole number from 1 to "
+     "10,000"),
+    ({"num_samples": 10_001}, "--num-samples 10001"),
+    ({"length": 2.5}, "--length 2.5"), ({"num_samples": True}, "--num-s"),
     ({"temperature": 0.0}, "--temperature"), ({"top_n": -1}, "--top-n"),
     ({"prime_text": ""}, "--prime-text"),
+    ({"random_seed": -1}, r"--random-seed -1: .* 0 to 2\*\*32 - 1"),
+    ({"random_seed": 2**32}, "--random-seed 4294967296"),
+    ({"prime_text": ["ab"], "num_samples": 2}, "1 primes for 2 streams"),
+    ({"prime_text": ["ab", "abc"], "num_samples": 2}, r"lengths \[2, 3\]"),
 ])
 def test_generate_refuses_bad_options(run, options, named):
     with pytest.raises(ValueError, match=named):
@@ -285,6 +295,115 @@ def test_prime_file_slice_is_seeded_substring(tmp_path):
     assert len(first) == 20 and first in text
     assert slice_of(0) == first
     assert len({slice_of(seed) for seed in range(10)}) > 1
+
+
+# Every warm-up slice is `length` characters of the file ending at a line
+# end: with 8-character lines and length 12, one of the 19 stretches
+# text[e - 12:e] at a line end e >= 16; each stream gets its own, seeded.
+def test_warm_up_slices_end_at_line_ends(tmp_path):
+    path = tmp_path / "val.txt"
+    text = "".join(f"line {k:02d}\n" for k in range(20))
+    path.write_text(text, "utf-8")
+    allowed = {text[end - 12:end] for end in range(16, 161, 8)}
+
+    def slices(seed):
+        return generate.read_warm_up(str(path), 30, 12,
+                                     np.random.default_rng(seed))
+
+    first = slices(0)
+    assert len(allowed) == 19 and set(first) <= allowed
+    assert len(set(first)) > 5
+    assert slices(0) == first and slices(1) != first
+
+
+# Only one stretch qualifies here, so it is always that one: CRLF and lone
+# CR become newlines first, multi-byte characters count as one, and a line
+# longer than MAX_LINE_BYTES is reached from its last few kilobytes.
+@pytest.mark.parametrize("raw, expected", [
+    ("héllo\nwörld\n", "héllo\nwörld\n"),
+    ("héllo\r\nwörld\r\n", "héllo\nwörld\n"),
+    ("héllo\rwörld\r\n", "héllo\nwörld\n"),
+    ("é" * 9000 + "\n", "é" * 11 + "\n"),
+])
+def test_warm_up_slice_is_the_only_stretch(tmp_path, raw, expected):
+    path = tmp_path / "val.txt"
+    path.write_bytes(raw.encode("utf-8"))
+    rng = np.random.default_rng(0)
+    assert generate.read_warm_up(str(path), 4, 12, rng) == [expected] * 4
+
+
+# A file that cannot give a slice is refused with the reason.
+@pytest.mark.parametrize("content, reason", [
+    (None, "cannot read"), ("", "is empty"),
+    ("a" * 100, "no 12-character stretch"),
+    ("short\n", "no 12-character stretch"),
+])
+def test_warm_up_refuses_unusable_file(tmp_path, content, reason):
+    path = tmp_path / "val.txt"
+    if content is not None:
+        path.write_text(content, "utf-8")
+    with pytest.raises(ValueError, match=reason):
+        generate.read_warm_up(str(path), 2, 12, np.random.default_rng(0))
+
+
+# Without a prime, generate() feeds each stream its own validation slice
+# (the seed's [seed, 2] stream picks them), not the cold newline.
+def test_no_prime_warms_up_on_validation_text(run, capsys):
+    net, vocab, settings = run
+    rng = np.random.default_rng([7, 2])
+    primes = generate.read_warm_up(settings["val_text_path"], 3,
+                                   generate.WARM_UP_LENGTH, rng)
+    val_text = Path(settings["val_text_path"]).read_text("utf-8")
+    assert all(p in val_text and p.endswith("\n") for p in primes)
+
+    def sample(prime):
+        return generate.generate(*run, prime, length=30, num_samples=3,
+                                 random_seed=7)
+
+    warm = sample(None)
+    assert warm == sample(primes) != sample("\n")
+    assert "warning" not in capsys.readouterr().err
+
+
+# With no readable validation text the samples start from a newline, after
+# one warning that says so and suggests --prime-file.
+@pytest.mark.parametrize("val_text_path", [None, "missing.txt", "empty"])
+def test_warm_up_falls_back_to_newline(run, tmp_path, capsys,
+                                       val_text_path):
+    net, vocab, settings = run
+    settings = dict(settings)
+    del settings["val_text_path"]
+    if val_text_path == "empty":
+        (tmp_path / "empty").write_text("", "utf-8")
+    if val_text_path:
+        settings["val_text_path"] = str(tmp_path / val_text_path)
+    options = {"length": 20, "num_samples": 2, "random_seed": 5}
+    cold = generate.generate(net, vocab, settings, **options)
+    err = capsys.readouterr().err
+    assert cold == generate.generate(net, vocab, settings, "\n", **options)
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert len(warnings) == 1
+    assert "cold (zero) state" in err and "--prime-file" in err
+
+
+# Per-stream primes are fed per stream in one batch: after the primes, the
+# batch's next-character probabilities equal each prime's run alone.
+def test_per_stream_primes_match_single_runs(run, monkeypatch):
+    primes = ["The kettle ", "Coffee firs", "A good map "]
+    first_draws = []
+    sample_ids = generate.sample_ids
+
+    def recording(log_probs, *args):
+        first_draws.append(np.exp(log_probs))
+        return sample_ids(log_probs, *args)
+
+    monkeypatch.setattr(generate, "sample_ids", recording)
+    generate.generate(*run, primes, length=1, num_samples=3, random_seed=0)
+    for p in primes:
+        generate.generate(*run, p, length=1, random_seed=0)
+    together, alone = first_draws[0], np.concatenate(first_draws[1:])
+    np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-6)
+    assert np.abs(alone[0] - alone[1]).max() > 1e-3
 
 # -----------------------------------------------------------------------------
 # command line
@@ -356,35 +475,84 @@ def broken_runs(run_dir, tmp_path_factory):
             "short": short, "empty": base, "missing": base / "missing"}
 
 
-# Each bad input ends in one 'error: ...' line naming the problem, a
-# non-zero exit, no traceback and nothing on stdout.
-@pytest.mark.parametrize("target, extra, named", [
-    ("missing", [], "not found"),
-    ("empty", [], "holds no checkpoint"),
-    ("bare", [], "settings.json"),
-    ("corrupt", [], "cannot load checkpoint"),
-    ("nan_weights", [], "non-finite"),
-    ("run", ["--prime-text", ""], "--prime-text is empty"),
-    ("run", ["--length", "0"], "--length 0"),
-    ("run", ["--length", "-5"], "--length -5"),
-    ("run", ["--length", "ten"], "--length"),
-    ("run", ["--num-samples", "0"], "--num-samples 0"),
-    ("run", ["--temperature", "0"], "--temperature 0.0"),
-    ("run", ["--temperature", "-1"], "--temperature -1.0"),
-    ("run", ["--temperature", "nan"], "--temperature nan"),
-    ("run", ["--top-n", "-1"], "--top-n -1"),
-    ("run", ["--prime-length", "0", "--prime-file", "x"], "--prime-length"),
-    ("run", ["--prime-file", "short"], "fewer than --prime-length 32"),
-    ("run", ["--prime-file", "missing"], "prime file"),
-    ("run", ["--prime-text", "a", "--prime-file", "short"], "not allowed"),
+# Each bad input ends in one 'error: ...' line naming the problem, no
+# traceback and nothing on stdout; a bad flag value is an argparse error
+# (exit 2, as in train.py), a bad file or checkpoint exits 1.
+@pytest.mark.parametrize("target, extra, code, named", [
+    ("missing", [], 1, "not found"),
+    ("empty", [], 1, "holds no checkpoint"),
+    ("bare", [], 1, "settings.json"),
+    ("corrupt", [], 1, "cannot load checkpoint"),
+    ("nan_weights", [], 1, "non-finite"),
+    ("run", ["--prime-file", "short"], 1, "fewer than --prime-length 32"),
+    ("run", ["--prime-file", "missing"], 1, "prime file"),
+    ("run", ["--prime-file", "empty"], 1, "is a folder: pass a text file"),
+    ("run", ["--prime-text", ""], 2, "argument --prime-text: '': give"),
+    ("run", ["--length", "0"], 2, "argument --length: 0: give a whole "
+     "number from 1 to 10,000"),
+    ("run", ["--length", "-5"], 2, "argument --length: -5:"),
+    ("run", ["--length", "10001"], 2, "argument --length: 10001:"),
+    ("run", ["--length", "ten"], 2, "--length: invalid int value: 'ten'"),
+    ("run", ["--num-samples", "0"], 2, "argument --num-samples: 0:"),
+    ("run", ["--num-samples", "1000000000"], 2, "--num-samples: "
+     "1000000000: give a whole number from 1 to 10,000"),
+    ("run", ["--temperature", "0"], 2, "argument --temperature: 0.0:"),
+    ("run", ["--temperature", "-1"], 2, "argument --temperature: -1.0:"),
+    ("run", ["--temperature", "nan"], 2, "argument --temperature: nan:"),
+    ("run", ["--top-n", "-1"], 2, "argument --top-n: -1:"),
+    ("run", ["--random-seed", "-1"], 2, "argument --random-seed: -1: give "
+     "a whole number from 0 to 2**32 - 1 (4294967295)"),
+    ("run", ["--random-seed", str(2**32)], 2, "--random-seed: 4294967296:"),
+    ("run", ["--prime-length", "0", "--prime-file", "x"], 2,
+     "argument --prime-length: 0:"),
+    ("run", ["--prime-text", "a", "--prime-file", "short"], 2,
+     "not allowed"),
 ])
 def test_cli_bad_input_is_one_line(run_dir, broken_runs, capsys, target,
-                                   extra, named):
+                                   extra, code, named):
     paths = {**broken_runs, "run": run_dir}
     extra = [str(paths.get(arg, arg)) for arg in extra]
-    code, out, err = run_main(["--checkpoint-dir", paths[target], "--quiet",
-                               *extra], capsys)
-    assert code not in (0, None)
+    got, out, err = run_main(["--checkpoint-dir", paths[target], "--quiet",
+                              *extra], capsys)
+    assert got == code
     assert out == ""
     assert err.startswith("error: ") and err.count("\n") == 1
     assert named in err and "Traceback" not in err
+
+
+# A checkpoint that does not load gives model.load_checkpoint's own message,
+# whole and unwrapped.
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 not a zip archive"])
+def test_cli_passes_checkpoint_error_through(run_dir, tmp_path, capsys,
+                                             content):
+    import model
+
+    folder = copy_run(run_dir, tmp_path / "run")
+    path = folder / utils.checkpoint_name(1, 1.0)
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as raised:
+        model.load_checkpoint(str(path))
+    code, out, err = run_main(["--checkpoint-dir", folder, "--quiet"],
+                              capsys)
+    assert (code, out, err) == (1, "", f"error: {raised.value}\n")
+
+
+# Running out of memory (TensorFlow's or numpy's) is one error line that
+# says what to lower, not a traceback.
+@pytest.mark.parametrize("error", ["tensorflow", "numpy"])
+def test_cli_out_of_memory_is_one_line(run_dir, monkeypatch, capsys, error):
+    import tensorflow as tf
+
+    def exhausted(inference_net):
+        if error == "numpy":
+            raise MemoryError()
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when "
+                                               "allocating tensor")
+
+    monkeypatch.setattr(generate, "make_step", exhausted)
+    code, out, err = run_main(["--checkpoint-dir", run_dir, "--quiet",
+                               "--num-samples", 3, "--length", 12], capsys)
+    assert (code, out) == (1, "")
+    assert err == ("error: out of memory for 3 sample(s) of 12 characters "
+                   "in one batch: lower --num-samples (run again with other "
+                   "seeds for more) or --length\n")
