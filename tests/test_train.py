@@ -227,7 +227,10 @@ def test_end_to_end_run(run):
 def test_reload_and_repeatable_validation(run, corpus):
     import model
 
+    _, best_epoch, _ = utils.find_checkpoint(str(run))
     net = model.load_checkpoint(utils.find_checkpoint(str(run))[0])
+    # The checkpoint carries the optimizer state: 312 steps per epoch.
+    assert int(net.optimizer.iterations) == 312 * best_epoch
     vocab = utils.load_vocabulary(str(run))
     params = dict(train.DEFAULTS, batch_size=8, seq_len=16)
     stats = utils.scan_text(str(corpus / "validate.txt"))
