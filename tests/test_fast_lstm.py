@@ -171,16 +171,37 @@ def test_fast_path_runs_only_where_it_applies(options, fast_path,
                                    atol=1e-6)
 
 
+# Where a GPU is present the layer hands over to keras.layers.LSTM's own
+# inner loop, which is where Keras runs its cuDNN kernel.
+def test_gpu_hands_over_to_keras_cudnn_path(monkeypatch):
+    calls = []
+    monkeypatch.setattr(fast_lstm, "lstm_training",
+                        lambda *a: calls.append("fast"))
+    monkeypatch.setattr(
+        keras.layers.LSTM, "inner_loop",
+        lambda self, *a, **k: calls.append("keras")
+        or keras.layers.RNN.inner_loop(self, *a, **k))
+    monkeypatch.setattr(tf.config, "list_logical_devices",
+                        lambda kind=None: ["GPU:0"] if kind == "GPU" else [])
+    layer = fast_lstm.FastLSTM(5, return_sequences=True)
+    y = layer(random_input((2, 3, 4, 5, 1))[0], training=True)
+    assert calls == ["keras"]
+    assert y.shape == (2, 3, 5)
+
+
 # -----------------------------------------------------------------------------
 # checkpoints
 
 
 # A checkpoint of a fast bfloat16 network holds a plain float32 Keras
-# network (keras.layers.LSTM, no custom class) with the same weights.
+# network (keras.layers.LSTM, no custom class) with the same weights and
+# the optimizer's state.
 def test_checkpoint_holds_standard_float32_network(tmp_path):
     net = model.build_model(20, 2, 6, 2, 8, 4, 0.1,
                             precision="mixed_bfloat16", fast=True)
     model.compile_model(net, "rmsprop", None, 5.0)
+    ids = np.arange(14, dtype=np.int32).reshape(2, 7) % 19 + 1
+    net.train_on_batch(ids[:, :-1], ids[:, 1:])
     path = model.save_checkpoint(net, str(tmp_path), 1, 2.5)
     loaded = model.load_checkpoint(path)
     kinds = [type(layer) for layer in loaded.layers]
@@ -191,6 +212,10 @@ def test_checkpoint_holds_standard_float32_network(tmp_path):
     for a, b in zip(loaded.get_weights(), net.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert "FastLSTM" not in json.dumps(loaded.get_config())
+    assert int(loaded.optimizer.iterations.numpy()) == 1
+    for a, b in zip(loaded.optimizer.variables, net.optimizer.variables,
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 # The float32 fast network and its reloaded standard checkpoint predict the
@@ -199,6 +224,8 @@ def test_reloaded_checkpoint_predicts_the_same(tmp_path):
     net = model.build_model(20, 2, 6, 1, 8, 4, 0.0, fast=True)
     model.compile_model(net, "rmsprop", None, 5.0)
     ids = np.random.default_rng(0).integers(0, 20, (2, 6), dtype=np.int32)
+    net.train_on_batch(ids, ids)
+    model.reset_states(net)
     want = net(ids)
     model.reset_states(net)
     loaded = model.load_checkpoint(
