@@ -30,7 +30,6 @@ run does not rewrite are removed (and named on stderr), so that no file of
 the folder keeps an old shuffle.
 """
 
-import argparse
 import importlib.util
 import os
 import random

@@ -21,7 +21,6 @@ import os
 import random
 import shutil
 import sys
-import time
 
 import utils
 from utils import log
