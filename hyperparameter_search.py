@@ -38,7 +38,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -736,16 +735,7 @@ def write_event_file(folder, summaries, suffix):
         writer.write(event_pb2.Event(wall_time=now, step=0, summary=summary)
                      .SerializeToString())
     name = f"events.out.tfevents.{int(now):010d}.{suffix}"
-    atomic_write_bytes(os.path.join(folder, name), buffer.getvalue())
-
-
-def atomic_write_bytes(path, data):
-    """utils.atomic_write_text for bytes."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    os.fchmod(fd, 0o666 & ~utils._umask())
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    utils.fsync_file_and_replace(tmp, path)
+    utils.atomic_write_bytes(os.path.join(folder, name), buffer.getvalue())
 
 
 def hparams_domain(entry):
@@ -910,7 +900,8 @@ def write_plot(exp_dir, records):
     ax.legend()
     image = io.BytesIO()
     fig.savefig(image, format="png", dpi=100)
-    atomic_write_bytes(os.path.join(exp_dir, PLOT_FILE), image.getvalue())
+    utils.atomic_write_bytes(os.path.join(exp_dir, PLOT_FILE),
+                             image.getvalue())
 
 
 class Outputs:
@@ -955,8 +946,8 @@ class Outputs:
                      f"{best['trial_num']})" if best["status"] == "ok"
                      else "no finished trial yet")
         return (f"{bar} {done}/{self.total} trial {record['trial_num']} "
-                f"{what} | {best_text} | {clock(elapsed)} elapsed, ETA "
-                f"{clock(eta)}")
+                f"{what} | {best_text} | {utils.clock(elapsed)} elapsed, "
+                f"ETA {utils.clock(eta)}")
 
 
 def release_free_memory():
@@ -977,11 +968,6 @@ def release_free_memory():
 
 def plural(n, noun):
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def clock(seconds):
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 # ------------------------------------------------------------------ search --

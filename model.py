@@ -25,7 +25,7 @@ import keras
 import fast_lstm
 
 from utils import (DEFAULT_LEARNING_RATES, atomic_write_json,
-                   checkpoint_name, fsync_file_and_replace, log)
+                   checkpoint_name, clock, fsync_file_and_replace, log)
 
 OPTIMIZERS = {"sgd": keras.optimizers.SGD,
               "rmsprop": keras.optimizers.RMSprop,
@@ -252,7 +252,7 @@ class Progress(keras.callbacks.Callback):
         line = (f"epoch {self.epoch} ({self.epochs_done + 1}/"
                 f"{self.num_epochs}) step {done:,}/{self.steps:,} loss "
                 f"{logs['loss']:.4f} {1000 * self.step_seconds:.0f} ms/step "
-                f"ETA {_clock(self._eta(done))}")
+                f"ETA {clock(self._eta(done))}")
         log(("\r" + line + "\x1b[K") if self.tty else line,
             end="" if self.tty else "\n")
 
@@ -279,8 +279,3 @@ class Progress(keras.callbacks.Callback):
                 f" val_loss {logs.get('val_loss', float('nan')):.4f} "
                 f"{seconds:.1f} s")
         log(("\r" + line + "\x1b[K") if self.tty else line)
-
-
-def _clock(seconds):
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

@@ -71,18 +71,24 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}\n")
 
 
+def clock(seconds):
+    """Seconds as H:MM:SS, for elapsed times and ETAs."""
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 # ------------------------------------------------------------ atomic files --
 
-def atomic_write_text(path, text):
-    """Write text to path so that a kill at any moment leaves either the old
+def atomic_write_bytes(path, data):
+    """Write data to path so that a kill at any moment leaves either the old
     file or the new one, never a partial one (temp file, fsync, rename)."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-",
                                suffix=os.path.basename(path))
     try:
         os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -91,6 +97,10 @@ def atomic_write_text(path, text):
             os.unlink(tmp)
         raise
     fsync_dir(folder)
+
+
+def atomic_write_text(path, text):
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _umask():
